@@ -1,0 +1,80 @@
+"""The `gmv` command line. Each pipeline stage defines its commands in <stage>/commands.py; this
+file assembles them and turns every GmvError into a one-line message and exit status 1."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from gmv_sql import __version__
+from gmv_sql.app import App
+from gmv_sql.errors import GmvError
+
+
+class GmvGroup(click.Group):
+    """A click group that reports domain errors as one line instead of a traceback."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except GmvError as exc:
+            raise click.ClickException(str(exc)) from exc
+        except KeyboardInterrupt:
+            click.echo("Interrupted: work done so far is committed; run the same command again to finish.", err=True)
+            ctx.exit(130)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(self.commands)  # the order they were added: the pipeline's order
+
+
+@click.group(cls=GmvGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option(
+    "--database-url",
+    metavar="URL",
+    help="PostgreSQL URL (default: $GMV_DATABASE_URL, then $DATABASE_URL, then the embedded server in $GMV_HOME).",
+)
+@click.version_option(__version__, prog_name="gmv")
+@click.pass_context
+def cli(ctx: click.Context, database_url: str | None) -> None:
+    """Value the training data of generative image models (GMValuator) in PostgreSQL + pgvector.
+
+    \b
+    Pipeline:  ingest -> embed -> match -> value -> report
+    Try:       gmv demo --quick
+    """
+    ctx.obj = App(cli_database_url=database_url)
+
+
+def _register() -> None:
+    from gmv_sql.db.commands import db
+
+    cli.add_command(db)
+    for module_name, names in (
+        ("gmv_sql.ingest.commands", ("ingest",)),
+        ("gmv_sql.embed.commands", ("embed",)),
+        ("gmv_sql.match.commands", ("match",)),
+        ("gmv_sql.value.commands", ("value",)),
+        ("gmv_sql.report.commands", ("report",)),
+        ("gmv_sql.audit.commands", ("audit",)),
+        ("gmv_sql.demo.commands", ("demo",)),
+    ):
+        try:
+            module = __import__(module_name, fromlist=list(names))
+        except ModuleNotFoundError as exc:
+            if exc.name != module_name:
+                raise
+            continue  # stage not built yet
+        for name in names:
+            cli.add_command(getattr(module, name))
+
+
+_register()
+
+
+def main() -> None:
+    cli(prog_name="gmv")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

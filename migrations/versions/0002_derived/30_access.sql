@@ -1,0 +1,26 @@
+-- gmv_reader: the role BI tools log in as. It may SELECT the report views and nothing else,
+-- its sessions are read-only by default and statements time out. Roles are cluster-wide, so
+-- it is created only when missing; a migrating user without CREATEROLE gets a warning instead.
+DO $$
+BEGIN
+    IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'gmv_reader') THEN
+        CREATE ROLE gmv_reader LOGIN;
+    END IF;
+    ALTER ROLE gmv_reader SET default_transaction_read_only = on;
+    ALTER ROLE gmv_reader SET statement_timeout = '60s';
+EXCEPTION WHEN insufficient_privilege THEN
+    RAISE WARNING 'gmv_reader role not created or configured (need CREATEROLE); report views work, read-only access is not set up';
+END
+$$;
+
+DO $$
+BEGIN
+    IF EXISTS (SELECT FROM pg_roles WHERE rolname = 'gmv_reader') THEN
+        REVOKE ALL ON SCHEMA gmv FROM gmv_reader;
+        REVOKE ALL ON ALL TABLES IN SCHEMA gmv FROM gmv_reader;
+        REVOKE CREATE ON SCHEMA public FROM gmv_reader;
+        GRANT USAGE ON SCHEMA report TO gmv_reader;
+        GRANT SELECT ON ALL TABLES IN SCHEMA report TO gmv_reader;
+    END IF;
+END
+$$;

@@ -1,0 +1,87 @@
+"""`gmv db …` on a test database, and the embedded server's whole life cycle."""
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+
+import psycopg
+import pytest
+
+from gmv_sql.db.connect import mask_password
+from tests.conftest import REPO
+
+
+def test_status_shows_versions_and_counts(gmv):
+    rows = {r["item"]: r["value"] for r in json.loads(gmv("db", "status", "--format", "json").output)}
+    assert rows["postgresql"].startswith(("16", "17", "18"))
+    assert rows["pgvector"] >= "0.8"
+    assert rows["migration"] == rows["migration head"]
+    assert rows["rows gmv.training_image"] == 0
+
+
+def test_url_masks_password_unless_asked(tmp_path):
+    from tests.conftest import Gmv
+
+    gmv = Gmv("postgresql://alice:s3cret@db.example:5432/gmv", tmp_path)
+    assert gmv("db", "url").output.strip() == "postgresql://alice:***@db.example:5432/gmv"
+    assert "s3cret" in gmv("db", "url", "--show-password").output
+    assert "gmv_reader@db.example:5432/gmv" in gmv("db", "url", "--reader").output
+    masked = mask_password("host=x password=pw user=u")
+    assert "password=***" in masked and "pw" not in masked.replace("password", "")
+
+
+def test_stop_refuses_external_database(gmv):
+    result = gmv("db", "stop", ok=False)
+    assert "only stops the embedded server" in result.output
+
+
+def test_bad_url_is_one_line(tmp_path):
+    from tests.conftest import Gmv
+
+    gmv = Gmv("postgresql://nobody@127.0.0.1:1/none", tmp_path)
+    result = gmv("db", "status", ok=False)
+    assert result.exit_code == 1
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and "cannot connect" in lines[0], result.output
+
+
+def test_serve_forwards_tcp_to_the_database(gmv):
+    proc = gmv.popen("db", "serve", "--port", "0", stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        first = proc.stdout.readline()
+        port = int(re.search(r":(\d+) \(Ctrl-C", first).group(1))
+        with psycopg.connect(host="127.0.0.1", port=port, user="gmv_reader", dbname=gmv.url.split("dbname=")[-1].split()[0]
+                             if "dbname=" in gmv.url else None, connect_timeout=10) as conn:
+            assert conn.execute("SELECT count(*) FROM report.owner_value").fetchone() == (0,)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=20)
+
+
+def test_embedded_server_lifecycle(tmp_path):
+    """With no URL set: db up starts the embedded server, psql reads report views, db stop stops it."""
+    env = {k: v for k, v in os.environ.items() if k not in ("GMV_DATABASE_URL", "DATABASE_URL")}
+    env["GMV_HOME"] = str(tmp_path / "home")
+
+    def gmv(*args):
+        return subprocess.run([sys.executable, "-m", "gmv_sql.cli", *args], env=env, cwd=REPO,
+                              capture_output=True, text=True, timeout=180)
+
+    try:
+        up = gmv("db", "up")
+        assert up.returncode == 0, up.stderr
+        assert "0002" in up.stdout
+        assert gmv("db", "status").returncode == 0
+        url = gmv("db", "url").stdout.strip()
+        with psycopg.connect(url) as conn:  # what psql does with the same URL
+            assert conn.execute("SELECT * FROM report.training_value LIMIT 1").fetchall() == []
+        # The server outlives the gmv process that started it.
+        assert psycopg.connect(url).close() is None
+    finally:
+        stop = gmv("db", "stop")
+    assert stop.returncode == 0 and "stopped" in stop.stdout
+    with pytest.raises(psycopg.OperationalError):
+        psycopg.connect(url, connect_timeout=3)

