@@ -62,9 +62,9 @@ def _register() -> None:
         try:
             module = __import__(module_name, fromlist=list(names))
         except ModuleNotFoundError as exc:
-            if exc.name != module_name:
-                raise
-            continue  # stage not built yet
+            if exc.name is None or not module_name.startswith(exc.name):
+                raise  # a real missing dependency, not a missing stage
+            continue  # stage not built in this checkout
         for name in names:
             cli.add_command(getattr(module, name))
 
