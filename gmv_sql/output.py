@@ -8,6 +8,7 @@ import decimal
 import functools
 import io
 import json
+import re
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -16,8 +17,14 @@ import click
 
 FORMATS = ("table", "csv", "json")
 
-# Spreadsheets execute cells that start with these; a leading apostrophe makes them text.
-_FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+# Spreadsheets execute cells that start with these (OWASP "CSV injection", plus the full-width
+# forms some spreadsheets also accept); a leading apostrophe makes them text.
+_FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r", "\uff1d", "\uff0b", "\uff0d", "\uff20")
+
+# Shown escaped in tables: control characters (a name holding ESC sequences could rewrite the
+# user's terminal) and bidi overrides (which reorder what is displayed).
+_INVISIBLE = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
+_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
 
 def format_option(func):
@@ -47,6 +54,20 @@ def neutralise_formula(value: str) -> str:
     return value
 
 
+def visible(text: str) -> str:
+    """Text safe to print on a terminal: control and bidi characters shown as escapes."""
+    return _INVISIBLE.sub(lambda m: _ESCAPES.get(m.group(), f"\\u{ord(m.group()):04x}"), text)
+
+
+def _csv_cell(value: Any) -> Any:
+    if value is None:
+        return ""
+    if isinstance(value, (dict, list)):
+        value = json.dumps(value, ensure_ascii=False)  # JSON, not Python's repr
+    value = _plain(value)
+    return neutralise_formula(value) if isinstance(value, str) else value
+
+
 def _plain(value: Any) -> Any:
     if isinstance(value, decimal.Decimal):
         return str(value)
@@ -71,29 +92,34 @@ def _cell(value: Any) -> str:
 
 def render(rows: Sequence[Sequence[Any]], columns: Sequence[str], fmt: str) -> str:
     if fmt == "json":
-        return json.dumps([{c: _plain(v) for c, v in zip(columns, row)} for row in rows], ensure_ascii=False, indent=2)
+        return json.dumps([{c: _plain(v) for c, v in zip(columns, row, strict=False)} for row in rows], ensure_ascii=False, indent=2)
     if fmt == "csv":
+        # The csv module quotes a field only for the characters of its line terminator, so with "\n"
+        # a bare "\r" inside a name would end the row for most readers (and the text after it could
+        # start a new, un-neutralised cell). Write with "\r\n", then join the rows with "\n".
         buf = io.StringIO()
-        writer = csv.writer(buf, lineterminator="\n")
-        writer.writerow(columns)
-        for row in rows:
-            writer.writerow(
-                [neutralise_formula(v) if isinstance(v, str) else ("" if v is None else _plain(v)) for v in row]
-            )
-        return buf.getvalue().rstrip("\n")
+        writer = csv.writer(buf, lineterminator="\r\n")
+        lines = []
+        for row in [list(columns), *([_csv_cell(v) for v in row] for row in rows)]:
+            buf.seek(0)
+            buf.truncate()
+            writer.writerow(row)
+            lines.append(buf.getvalue()[:-2])
+        return "\n".join(lines)
     if fmt != "table":
         raise ValueError(f"unknown format {fmt!r}")
-    cells = [[_cell(v).replace("\n", "\\n") for v in row] for row in rows]
+    columns = [visible(c) for c in columns]
+    cells = [[visible(_cell(v)) for v in row] for row in rows]
     widths = [len(c) for c in columns]
     for row in cells:
-        widths = [max(w, len(c)) for w, c in zip(widths, row)]
+        widths = [max(w, len(c)) for w, c in zip(widths, row, strict=False)]
     numeric = [
         all(isinstance(row[i], (int, float, decimal.Decimal)) or row[i] is None for row in rows) and bool(rows)
         for i in range(len(columns))
     ]
 
     def fmt_row(values: Sequence[str]) -> str:
-        return "  ".join(v.rjust(w) if num else v.ljust(w) for v, w, num in zip(values, widths, numeric)).rstrip()
+        return "  ".join(v.rjust(w) if num else v.ljust(w) for v, w, num in zip(values, widths, numeric, strict=False)).rstrip()
 
     lines = [fmt_row(list(columns)), "  ".join("-" * w for w in widths)]
     lines += [fmt_row(row) for row in cells]

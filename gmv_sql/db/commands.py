@@ -91,6 +91,11 @@ def with_user(url: str, user: str) -> str:
     dbname = params.get("dbname", embedded.DATABASE_NAME)
     host = params.get("host", "")
     port = params.get("port")
+    if "@" in host:
+        # libpq split an unescaped '@' of the password into the host: printing it would leak the rest.
+        raise ConfigError(
+            f"cannot read the host of {mask_password(url)}: write an '@' inside a password as %40"
+        )
     if host.startswith("/"):
         query = f"?host={quote(host, safe='/')}" + (f"&port={port}" if port else "")
         return f"postgresql://{quote(user)}@/{quote(dbname)}{query}"

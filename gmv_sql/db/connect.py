@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from functools import cache
 
 import psycopg
 from psycopg.conninfo import conninfo_to_dict, make_conninfo
@@ -33,16 +32,36 @@ def normalise_url(url: str) -> str:
     return re.sub(r"^postgres(?:ql)?\+\w+://", "postgresql://", url)
 
 
+_SECRET_QUERY_PARAM = re.compile(r"([?&](?:ssl)?password=)[^&#]*", re.IGNORECASE)
+
+
 def mask_password(url: str) -> str:
-    """The URL with any password replaced by ***, for printing."""
+    """The URL with any password replaced by ***, for printing.
+
+    Errs on the side of hiding: a password may hold unescaped '@', '/' or '?' (libpq rejects some of
+    those, but the text must not leak before it does), and libpq also reads ?password= / ?sslpassword=.
+    """
     if "://" in url:
-        return re.sub(r"(://[^:/@?]*:)([^@/?]*)(@)", lambda m: m.group(1) + ("***" if m.group(2) else "") + m.group(3), url)
+        scheme, rest = url.split("://", 1)
+        rest = _SECRET_QUERY_PARAM.sub(lambda m: m.group(1) + "***", rest)
+        # userinfo ends at the last '@' before the query; if none is there, the password itself holds
+        # a '?', and it ends at the last '@' of all.
+        query_at = rest.find("?")
+        head = rest if query_at < 0 else rest[:query_at]
+        at = head.rfind("@")
+        if at < 0 and query_at >= 0 and ":" in head and "/" not in head:
+            at = rest.rfind("@")
+        if at >= 0 and ":" in rest[:at]:
+            user = rest[: rest.index(":")]
+            rest = f"{user}:***{rest[at:]}" if at > len(user) + 1 else rest
+        return f"{scheme}://{rest}"
     try:
         params = conninfo_to_dict(url)
     except psycopg.ProgrammingError:
         return url
-    if params.get("password"):
-        params["password"] = "***"
+    for key in ("password", "sslpassword"):
+        if params.get(key):
+            params[key] = "***"
     return make_conninfo(**params)
 
 

@@ -10,7 +10,8 @@ WITH scored AS (
            m.training_id,
            m.distance,
            g.quality,
-           date_trunc('month', g.created_at)::date AS period,
+           -- UTC months: the period must not depend on the TimeZone of whoever refreshes.
+           date_trunc('month', g.created_at AT TIME ZONE 'UTC')::date AS period,
            CASE s.formula
                WHEN 'rank_linear' THEN (m.k - m.rank + 1)::double precision
                WHEN 'reciprocal_rank' THEN 1.0::double precision / m.rank

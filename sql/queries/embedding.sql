@@ -1,18 +1,20 @@
 -- Per-space embedding tables, created at run time because their dimension is only known then.
 -- {training}/{generated}/{storage}/{dim}/{opclass}/{index}/{m}/{ef_construction} are filled in by
 -- gmv_sql.embed.store from validated integers and fixed identifiers, never from user text.
+-- STORAGE PLAIN keeps vectors inline (they fit a page up to 2000-d vector / 4000-d halfvec, the HNSW
+-- limits): no TOAST insert per row on load, no detoasting on scans (measured ~1.35x faster COPY at 512-d).
 
 -- name: create_training_table
 CREATE TABLE IF NOT EXISTS {training} (
     training_id  bigint PRIMARY KEY REFERENCES gmv.training_image ON DELETE CASCADE,
-    embedding    {storage}({dim}) NOT NULL,
+    embedding    {storage}({dim}) STORAGE PLAIN NOT NULL,
     embedded_at  timestamptz NOT NULL DEFAULT now()
 )
 
 -- name: create_generated_table
 CREATE TABLE IF NOT EXISTS {generated} (
     generated_id  bigint PRIMARY KEY REFERENCES gmv.generated_image ON DELETE CASCADE,
-    embedding     {storage}({dim}) NOT NULL,
+    embedding     {storage}({dim}) STORAGE PLAIN NOT NULL,
     embedded_at   timestamptz NOT NULL DEFAULT now()
 )
 
@@ -21,7 +23,7 @@ CREATE INDEX IF NOT EXISTS {index} ON {training}
     USING hnsw (embedding {opclass}) WITH (m = {m}, ef_construction = {ef_construction})
 
 -- name: drop_hnsw_index
-DROP INDEX IF EXISTS {index}
+DROP INDEX IF EXISTS gmv.{index}
 
 -- name: training_missing
 -- Training images with no vector yet in this space.
@@ -35,3 +37,10 @@ SELECT g.generated_id, g.uri, g.sha256
 FROM gmv.generated_image AS g
 WHERE NOT EXISTS (SELECT 1 FROM {generated} AS e WHERE e.generated_id = g.generated_id)
 ORDER BY g.generated_id
+
+-- name: training_ids_by_sha256
+-- Which ingested training images these bytes are (gmv embed import): sha256 -> training_id.
+SELECT sha256, training_id FROM gmv.training_image WHERE sha256 = ANY(%(sha256)s::text[])
+
+-- name: generated_ids_by_sha256
+SELECT sha256, generated_id FROM gmv.generated_image WHERE sha256 = ANY(%(sha256)s::text[])

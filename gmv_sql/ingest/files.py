@@ -1,0 +1,127 @@
+"""Finding image files and checking each one: bytes hashed (identity), image fully decoded once.
+
+A file passes when Pillow can decode its first frame completely, its pixel count is below the
+decompression-bomb limit and its mode converts cleanly to 8-bit RGB (what the embedders read).
+Everything else becomes a one-line reason, never an exception.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import warnings
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from PIL import Image, UnidentifiedImageError
+
+IMAGE_EXTENSIONS = frozenset({".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff", ".gif"})
+
+# Pillow's own default (about 89 megapixels, a 9459x9459 RGB image); beyond it a file is most
+# likely a decompression bomb: a few KB on disk, gigabytes once decoded.
+DEFAULT_MAX_PIXELS = 89_478_485
+
+# Modes that convert to 8-bit RGB without losing meaning. 16/32-bit integer, float and exotic
+# colour spaces would be clipped or mis-scaled silently, so they are refused with a reason.
+SUPPORTED_MODES = frozenset({"1", "L", "LA", "La", "P", "PA", "RGB", "RGBA", "RGBa", "RGBX", "CMYK", "YCbCr"})
+
+_CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class CheckedFile:
+    """A file that passed every check."""
+
+    path: str  # absolute path, as stored in uri
+    sha256: str
+    width: int
+    height: int
+
+
+@dataclass(frozen=True)
+class BadFile:
+    path: str
+    reason: str
+
+    def line(self) -> str:
+        return f"{self.path}: {self.reason}"
+
+
+def scan_folder(folder: Path) -> tuple[list[Path], int]:
+    """Image files under folder (recursive, sorted), and how many other files were ignored."""
+    found: list[Path] = []
+    ignored = 0
+    for root, dirs, files in os.walk(folder, followlinks=False):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in sorted(files):
+            if name.startswith("."):
+                continue
+            if os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS:
+                found.append(Path(root) / name)
+            else:
+                ignored += 1
+    return found, ignored
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def check_file(path: str | os.PathLike, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> CheckedFile | BadFile:
+    """Hash the bytes and decode the first frame; a BadFile with the reason when anything is wrong."""
+    absolute = os.path.abspath(os.fspath(path))
+    try:
+        with open(absolute, "rb") as handle:
+            data = handle.read()
+    except IsADirectoryError:
+        return BadFile(absolute, "unreadable: is a folder, not a file")
+    except FileNotFoundError:
+        reason = "unreadable: broken symbolic link" if os.path.islink(absolute) else "unreadable: no such file"
+        return BadFile(absolute, reason)
+    except OSError as exc:
+        return BadFile(absolute, f"unreadable: {exc.strerror or _first_line(exc)}")
+    if not data:
+        return BadFile(absolute, "zero-byte file")
+    digest = hashlib.sha256(data).hexdigest()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = Image.open(io.BytesIO(data))
+            width, height = image.size
+            if width * height > max_pixels:
+                return BadFile(
+                    absolute,
+                    f"decompression bomb: {width}x{height} = {width * height:,} pixels exceeds the limit of "
+                    f"{max_pixels:,} (raise it with --max-pixels if the image is genuine)",
+                )
+            if image.mode not in SUPPORTED_MODES:
+                return BadFile(
+                    absolute,
+                    f"unsupported image mode {image.mode!r} ({image.format}); convert it to 8-bit RGB or grayscale",
+                )
+            image.load()  # decodes the first frame: truncated or corrupt data fails here
+    except UnidentifiedImageError:
+        return BadFile(absolute, "not an image (or a format Pillow cannot read)")
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        return BadFile(absolute, f"decompression bomb: {_first_line(exc)}")
+    except (OSError, SyntaxError, ValueError, EOFError) as exc:
+        return BadFile(absolute, f"truncated or corrupt image: {_first_line(exc)}")
+    except Exception as exc:  # noqa: BLE001 - a hostile file must never crash a 100k-file ingest
+        return BadFile(absolute, f"cannot decode image: {type(exc).__name__}: {_first_line(exc)}")
+    return CheckedFile(absolute, digest, int(width), int(height))
+
+
+def check_files(
+    paths: Iterable[str | os.PathLike], *, workers: int = 1, max_pixels: int = DEFAULT_MAX_PIXELS
+) -> Iterator[CheckedFile | BadFile]:
+    """check_file over many paths, in input order. Threads suffice: hashing and decoding release the GIL."""
+    if workers <= 1:
+        for path in paths:
+            yield check_file(path, max_pixels=max_pixels)
+        return
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="gmv-check") as pool:
+        yield from pool.map(lambda p: check_file(p, max_pixels=max_pixels), paths)

@@ -1,0 +1,93 @@
+"""`gmv match`: SQL k-NN of generated images against training images, and `gmv match recall`."""
+
+from __future__ import annotations
+
+import click
+
+from gmv_sql.app import App, pass_app
+from gmv_sql.embed.store import get_space
+from gmv_sql.errors import InputError
+from gmv_sql.match import matcher
+from gmv_sql.output import emit, format_option
+from gmv_sql.progress import Progress
+
+
+@click.group(invoke_without_command=True)
+@click.option("--space", "space_name", metavar="NAME", help="Embedding space to match in (required).")
+@click.option("--k", type=int, default=None, help=f"Neighbours per generated image [default: the space's k, else {matcher.DEFAULT_K}].")
+@click.option(
+    "--ef-search", type=int, default=None,
+    help=f"HNSW candidate list size (>= k) [default: max({matcher.DEFAULT_EF_SEARCH}, 2k)].",
+)
+@click.option("--exact", is_flag=True, help="Exact search without the index (slow; for audits).")
+@click.option("--batch", type=int, default=matcher.DEFAULT_BATCH, show_default=True, help="Generated images per transaction.")
+@click.option("--workers", type=int, default=None, help="Parallel database connections [default: CPU count, max 8].")
+@click.option("--rematch", is_flag=True, help="Delete this space's matches first and match everything again (to change k).")
+@click.pass_context
+def match(
+    ctx: click.Context, space_name: str | None, k: int | None, ef_search: int | None, exact: bool,
+    batch: int, workers: int | None, rematch: bool,
+) -> None:
+    """Find the k nearest training images of every generated image not yet matched (SQL + HNSW).
+
+    Opted-out training images and those under excluded licences are never matched. Work is
+    committed per batch: after an interruption, run the same command again to finish.
+
+    Example: gmv match --space effnet --k 10
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    if not space_name:
+        raise InputError("gmv match needs --space NAME; list spaces with `gmv db status`")
+    app = ctx.ensure_object(App)
+    with app.connect(autocommit=True) as conn:
+        space = get_space(conn, space_name)
+    bar: list[Progress] = []  # created once the work is known, so refusals print only their error
+
+    def start(total: int) -> None:
+        bar.append(Progress(f"match {space.name}", total, unit="generated"))
+
+    try:
+        result = matcher.match_space(
+            app.url, space, k=k, ef_search=ef_search, exact=exact, batch=batch, workers=workers, rematch=rematch,
+            on_progress=lambda n: bar[0].update(n), on_total=start,
+        )
+    finally:
+        if bar:
+            bar[0].close()
+    how = "exact search" if result.exact else f"HNSW, ef_search={result.ef_search}"
+    click.echo(
+        f"matched {result.matched:,} generated images in space {result.space!r} (k={result.k}, {how}, "
+        f"{result.workers} connections): {result.rows:,} rows in {result.seconds:.1f}s ({result.rate:,.0f}/s)"
+    )
+    if result.unmatched_ineligible:
+        click.echo(f"re-matched {result.unmatched_ineligible:,} generated images whose matches included opted-out or excluded training images")
+    if result.exact_fallback:
+        click.echo(f"{result.exact_fallback:,} images got too few rows from the index and were matched exactly")
+    if result.without_vector:
+        click.echo(f"{result.without_vector:,} generated images have no vector in this space; run `gmv embed --space {result.space}`")
+    if result.matched:
+        click.echo("next: gmv value refresh")
+
+
+@match.command()
+@click.option("--space", "space_name", required=True, metavar="NAME", help="Embedding space.")
+@click.option("--sample", type=int, default=100, show_default=True, help="Generated images to compare.")
+@click.option("--k", type=int, default=None, help="k [default: the space's k, else 10].")
+@click.option("--ef-search", type=int, default=None, help="ef_search to test [default: as gmv match uses].")
+@format_option
+@pass_app
+def recall(app: App, space_name: str, sample: int, k: int | None, ef_search: int | None, fmt: str) -> None:
+    """Recall@k of the HNSW index against exact search on a sample of generated images.
+
+    Example: gmv match recall --space effnet --sample 200
+    """
+    with app.connect(autocommit=True) as conn:
+        space = get_space(conn, space_name)
+        result = matcher.recall(conn, space, k=k, ef_search=ef_search, sample=sample)
+    emit(
+        [(result.space, result.k, result.ef_search, result.sample, round(result.recall, 4), round(result.worst, 4),
+          round(result.index_seconds, 3), round(result.exact_seconds, 3))],
+        ["space", "k", "ef_search", "sample", "recall", "worst", "index_s", "exact_s"],
+        fmt,
+    )

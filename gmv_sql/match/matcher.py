@@ -1,0 +1,349 @@
+"""SQL k-NN matching into gmv.match, and recall of the HNSW index against exact search.
+
+GMValuator (arXiv 2304.10701) credits the k training images nearest to each generated image.
+Here that search is one SQL statement per batch of generated images: a LATERAL subquery with
+`ORDER BY embedding <op> generated.embedding LIMIT k`, which PostgreSQL serves from the space's
+HNSW index (or, with exact=True, by a sequential scan for audits). Batches commit as they go and
+only generated images without match rows are taken, so an interrupted run finishes on re-run.
+Parallel connections take disjoint id ranges, one batch at a time.
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import psycopg
+from psycopg import sql
+
+from gmv_sql.db import connect as dbconnect
+from gmv_sql.embed.store import EmbeddingSpace
+from gmv_sql.errors import ConfigError, ConflictError, InputError
+from gmv_sql.resources import query
+
+DEFAULT_K = 10
+# pgvector's own default is 40; recall@10 on 512-d clustered data is >= 0.99 at 64 (docs/BENCHMARKS.md).
+DEFAULT_EF_SEARCH = 64
+MAX_EF_SEARCH = 1000  # pgvector's upper bound for hnsw.ef_search
+DEFAULT_BATCH = 200
+# Two int4 advisory-lock keys: (this constant, space_id). One gmv match per space at a time.
+_LOCK_KEY = 0x676D76  # "gmv"
+
+
+def default_workers() -> int:
+    return max(1, min(os.cpu_count() or 1, 8))
+
+
+def ef_search_for(k: int, ef_search: int | None) -> int:
+    """The ef_search to use: the user's (must be >= k), else max(DEFAULT_EF_SEARCH, 2k) capped at 1000."""
+    if ef_search is None:
+        return min(MAX_EF_SEARCH, max(DEFAULT_EF_SEARCH, 2 * k))
+    if ef_search < k:
+        raise InputError(f"--ef-search {ef_search} is smaller than --k {k}; the index would return fewer than k rows; use --ef-search >= {k}")
+    if ef_search > MAX_EF_SEARCH:
+        raise InputError(f"--ef-search {ef_search} is above pgvector's maximum {MAX_EF_SEARCH}; use a value up to {MAX_EF_SEARCH}")
+    return ef_search
+
+
+def render(name: str, space: EmbeddingSpace) -> sql.Composed:
+    return sql.SQL(query("match", name)).format(
+        training=space.table("training"), generated=space.table("generated"), op=sql.SQL(space.operator)
+    )
+
+
+def apply_search_settings(
+    conn: psycopg.Connection, *, k: int, ef_search: int, exact: bool, n_ineligible: int = 0
+) -> None:
+    """SET LOCAL (this transaction only) the planner and pgvector settings of a match query."""
+    statements = [
+        "SET LOCAL jit = off",  # JIT compiles per statement and only costs time on these short plans
+        "SET LOCAL max_parallel_workers_per_gather = 0",  # parallelism comes from our connections
+    ]
+    if exact:
+        # Without index scans the planner must compute every distance: an exact top-k.
+        statements += ["SET LOCAL enable_indexscan = off", "SET LOCAL enable_bitmapscan = off"]
+    else:
+        # strict_order: keep walking the graph past filtered-out rows, results still in exact order.
+        # max_scan_tuples must let the walk pass every ineligible row if they all happen to be nearest.
+        max_scan = max(20_000, 2 * (n_ineligible + ef_search + k))
+        statements += [
+            f"SET LOCAL hnsw.ef_search = {int(ef_search)}",
+            "SET LOCAL hnsw.iterative_scan = strict_order",
+            f"SET LOCAL hnsw.max_scan_tuples = {int(max_scan)}",
+        ]
+    for statement in statements:
+        conn.execute(statement)
+
+
+@dataclass
+class MatchResult:
+    space: str
+    k: int
+    ef_search: int | None
+    exact: bool
+    matched: int  # generated images matched by this run
+    rows: int  # rows inserted into gmv.match
+    seconds: float
+    without_vector: int  # generated images with no vector in the space (skipped)
+    exact_fallback: int  # images the index returned too few eligible rows for, redone exactly
+    unmatched_ineligible: int  # generated images re-matched because a training image became ineligible
+    workers: int
+
+    @property
+    def rate(self) -> float:
+        return self.matched / self.seconds if self.seconds > 0 else 0.0
+
+
+def resolve_k(conn: psycopg.Connection, space: EmbeddingSpace, k: int | None, *, rematch: bool) -> int:
+    """One k per space: the first run fixes it; a different k later needs --rematch."""
+    if k is not None and not 1 <= k <= 1000:
+        raise InputError(f"--k {k} is out of range; use 1..1000")
+    if rematch:
+        return k or space.match_k or DEFAULT_K
+    if space.match_k is not None and k is not None and k != space.match_k:
+        raise ConflictError(
+            f"space {space.name!r} was matched with k={space.match_k}, not {k}; "
+            f"add --rematch to delete its matches and match again with k={k}"
+        )
+    if space.match_k is not None:
+        return space.match_k
+    # A space matched before match_k existed (or by hand) still has one k in its rows.
+    stored = conn.execute("SELECT DISTINCT k FROM gmv.match WHERE space_id = %s", (space.space_id,)).fetchall()
+    if stored and k is not None and stored[0][0] != k:
+        raise ConflictError(
+            f"space {space.name!r} holds matches with k={stored[0][0]}, not {k}; add --rematch to match again with k={k}"
+        )
+    return k or (stored[0][0] if stored else DEFAULT_K)
+
+
+def _batches(ids: Sequence[int], size: int) -> list[tuple[int, int, list[int]]]:
+    """Consecutive slices of the sorted pending ids as (lo, hi, ids): disjoint ranges."""
+    out = []
+    for start in range(0, len(ids), size):
+        chunk = list(ids[start : start + size])
+        out.append((chunk[0], chunk[-1], chunk))
+    return out
+
+
+def match_space(
+    url: str,
+    space: EmbeddingSpace,
+    *,
+    k: int | None = None,
+    ef_search: int | None = None,
+    exact: bool = False,
+    batch: int = DEFAULT_BATCH,
+    workers: int | None = None,
+    rematch: bool = False,
+    on_progress: Callable[[int], None] | None = None,
+    on_total: Callable[[int], None] | None = None,
+) -> MatchResult:
+    """Match every generated image of the space that has no match rows yet (see module docstring)."""
+    if batch < 1:
+        raise InputError(f"--batch {batch} must be at least 1")
+    workers = default_workers() if workers is None else workers
+    if workers < 1:
+        raise InputError(f"--workers {workers} must be at least 1")
+    started = time.monotonic()
+    with dbconnect.connect(url, autocommit=True) as conn:
+        locked = conn.execute("SELECT pg_try_advisory_lock(%s, %s)", (_LOCK_KEY, space.space_id)).fetchone()[0]
+        if not locked:
+            raise ConflictError(
+                f"another gmv match is running for space {space.name!r}; wait for it to finish, then run this again"
+            )
+        try:
+            with conn.transaction():
+                k = resolve_k(conn, space, k, rematch=rematch)
+                ef = None if exact else ef_search_for(k, ef_search)
+                if rematch:
+                    conn.execute(query("match", "delete_space_matches"), {"space_id": space.space_id})
+                conn.execute("UPDATE gmv.embedding_space SET match_k = %s WHERE space_id = %s", (k, space.space_id))
+                unmatched = conn.execute(query("match", "unmatch_ineligible"), {"space_id": space.space_id})
+                unmatched_images = len({r[0] for r in unmatched})
+            ineligible = [r[0] for r in conn.execute(query("match", "ineligible_training"))]
+            n_vectors = conn.execute(render("count_training_vectors", space)).fetchone()[0]
+            n_ineligible_with_vectors = (
+                conn.execute(
+                    sql.SQL("SELECT count(*) FROM {} WHERE training_id = ANY(%s)").format(space.table("training")),
+                    (ineligible,),
+                ).fetchone()[0]
+                if ineligible
+                else 0
+            )
+            expected = min(k, n_vectors - n_ineligible_with_vectors)
+            pending = [r[0] for r in conn.execute(render("pending_generated", space), {"space_id": space.space_id})]
+            without_vector = conn.execute(render("count_without_vector", space)).fetchone()[0]
+            if on_total:
+                on_total(len(pending))
+            work = _batches(pending, batch) if expected > 0 else []
+            n_workers = max(1, min(workers, len(work)))
+            totals = {"matched": 0, "rows": 0, "fallback": 0}
+            _run_workers(url, space, work, n_workers, k=k, ef=ef, exact=exact, ineligible=ineligible,
+                         expected=expected, totals=totals, on_progress=on_progress)
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(%s, %s)", (_LOCK_KEY, space.space_id))
+    return MatchResult(
+        space=space.name, k=k, ef_search=ef, exact=exact, matched=totals["matched"], rows=totals["rows"],
+        seconds=time.monotonic() - started, without_vector=without_vector, exact_fallback=totals["fallback"],
+        unmatched_ineligible=unmatched_images, workers=n_workers,
+    )
+
+
+def _match_batch(
+    conn: psycopg.Connection, space: EmbeddingSpace, lo: int, hi: int, ids: list[int], *,
+    k: int, ef: int | None, exact: bool, ineligible: list[int], expected: int,
+) -> tuple[int, int, int]:
+    """One transaction: insert the batch's top-k; redo exactly any image the index under-served."""
+    params = {"space_id": space.space_id, "k": k, "exact": exact, "lo": lo, "hi": hi, "ineligible": ineligible}
+    with conn.transaction():
+        apply_search_settings(conn, k=k, ef_search=ef or k, exact=exact, n_ineligible=len(ineligible))
+        counts = Counter(r[0] for r in conn.execute(render("knn_insert", space), params))
+        short = [g for g in ids if counts.get(g, 0) < expected]
+        if short:
+            # Iterative index scans gave up before k eligible rows (e.g. hnsw.max_scan_tuples):
+            # an exact search for those few keeps the promise of k matches per image.
+            conn.execute(query("match", "delete_generated_matches"), {"space_id": space.space_id, "ids": short})
+            conn.execute("SET LOCAL enable_indexscan = off")
+            conn.execute("SET LOCAL enable_bitmapscan = off")
+            for g in short:
+                counts.pop(g, None)  # their first rows were just deleted
+            redone = conn.execute(render("knn_insert", space), {**params, "exact": True}).fetchall()
+            counts.update(Counter(r[0] for r in redone))
+    matched = len(counts)
+    rows = sum(counts.values())
+    return matched, rows, len(short)
+
+
+def _run_workers(
+    url: str, space: EmbeddingSpace, work: list[tuple[int, int, list[int]]], n_workers: int, *,
+    k: int, ef: int | None, exact: bool, ineligible: list[int], expected: int,
+    totals: dict[str, int], on_progress: Callable[[int], None] | None,
+) -> None:
+    if not work:
+        return
+    todo: queue.Queue = queue.Queue()
+    for item in work:
+        todo.put(item)
+    lock = threading.Lock()
+    stop = threading.Event()
+    errors: list[BaseException] = []
+    connections: list[psycopg.Connection] = []
+
+    def worker() -> None:
+        try:
+            # autocommit: each conn.transaction() below is a real BEGIN … COMMIT, not a savepoint
+            # inside the implicit transaction that connect()'s own queries would open.
+            with dbconnect.connect(url, autocommit=True) as wconn:
+                with lock:
+                    connections.append(wconn)
+                while not stop.is_set():
+                    try:
+                        lo, hi, ids = todo.get_nowait()
+                    except queue.Empty:
+                        return
+                    matched, rows, fallback = _match_batch(
+                        wconn, space, lo, hi, ids, k=k, ef=ef, exact=exact, ineligible=ineligible, expected=expected
+                    )
+                    with lock:
+                        totals["matched"] += matched
+                        totals["rows"] += rows
+                        totals["fallback"] += fallback
+                        if on_progress:
+                            on_progress(len(ids))
+        except BaseException as exc:  # reported by the main thread
+            stop.set()
+            with lock:
+                errors.append(exc)
+
+    threads = [threading.Thread(target=worker, name=f"gmv-match-{i}", daemon=True) for i in range(n_workers)]
+    for t in threads:
+        t.start()
+    try:
+        for t in threads:
+            while t.is_alive():
+                t.join(0.2)
+    except KeyboardInterrupt:
+        # Committed batches stay; the ones in flight are cancelled and roll back.
+        stop.set()
+        with lock:
+            for c in connections:
+                try:
+                    c.cancel_safe()
+                except Exception:  # noqa: BLE001 - best effort while interrupted
+                    pass
+        for t in threads:
+            t.join(10)
+        raise
+    if errors:
+        exc = errors[0]
+        if isinstance(exc, psycopg.Error):
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ConfigError(f"matching space {space.name!r} failed: {first}; batches done so far are kept, fix and re-run") from exc
+        raise exc
+
+
+@dataclass
+class RecallResult:
+    space: str
+    k: int
+    ef_search: int
+    sample: int
+    recall: float
+    worst: float  # lowest per-image recall in the sample
+    index_seconds: float
+    exact_seconds: float
+
+
+def knn(
+    conn: psycopg.Connection, space: EmbeddingSpace, ids: Sequence[int], *, k: int, ef_search: int | None,
+    exact: bool, ineligible: list[int] | None = None,
+) -> dict[int, list[tuple[int, float]]]:
+    """Top-k (training_id, distance) per generated id, without writing anything."""
+    if ineligible is None:
+        ineligible = [r[0] for r in conn.execute(query("match", "ineligible_training"))]
+    out: dict[int, list[tuple[int, float]]] = {int(g): [] for g in ids}
+    with conn.transaction():
+        apply_search_settings(conn, k=k, ef_search=ef_search or k, exact=exact, n_ineligible=len(ineligible))
+        rows = conn.execute(
+            render("knn_select", space), {"k": k, "ids": list(map(int, ids)), "ineligible": ineligible}
+        ).fetchall()
+    for g, _rank, t, d in rows:
+        out[g].append((t, d))
+    return out
+
+
+def recall(
+    conn: psycopg.Connection, space: EmbeddingSpace, *, k: int | None = None, ef_search: int | None = None,
+    sample: int = 100, salt: str = "gmv",
+) -> RecallResult:
+    """recall@k of the HNSW index against exact search on a reproducible sample of generated images."""
+    if sample < 1:
+        raise InputError(f"--sample {sample} must be at least 1")
+    k = k or space.match_k or DEFAULT_K
+    ef = ef_search_for(k, ef_search)
+    ids = [r[0] for r in conn.execute(render("sample_generated", space), {"salt": salt, "n": sample})]
+    if not ids:
+        raise InputError(f"space {space.name!r} has no generated vectors to sample; run `gmv embed --space {space.name}` first")
+    ineligible = [r[0] for r in conn.execute(query("match", "ineligible_training"))]
+    t0 = time.monotonic()
+    approx = knn(conn, space, ids, k=k, ef_search=ef, exact=False, ineligible=ineligible)
+    t1 = time.monotonic()
+    truth = knn(conn, space, ids, k=k, ef_search=None, exact=True, ineligible=ineligible)
+    t2 = time.monotonic()
+    per_image = []
+    for g in ids:
+        want = {t for t, _ in truth[g]}
+        if not want:
+            continue
+        got = {t for t, _ in approx[g]}
+        per_image.append(len(want & got) / len(want))
+    mean = sum(per_image) / len(per_image) if per_image else 1.0
+    return RecallResult(
+        space=space.name, k=k, ef_search=ef, sample=len(ids), recall=mean, worst=min(per_image, default=1.0),
+        index_seconds=t1 - t0, exact_seconds=t2 - t1,
+    )

@@ -1,0 +1,1 @@
+"""Report stage: royalty statements, owner / top / evidence reports over the report.* views."""

@@ -1,0 +1,242 @@
+"""One self-contained HTML page of evidence: which training images each generated image came from.
+
+Like Figures 3-4 of GMValuator (arXiv 2304.10701): for a sample of generated images, their top-k
+training images with owner, licence, distance and weight; then the highest- and lowest-valued
+training images and two plots (value distribution per `split` attribute, credit per owner).
+Images and plots are inlined as data: URIs, so the file can be mailed or archived alone. Every
+piece of text comes from the database and is HTML-escaped; a Content-Security-Policy forbids
+scripts and outside requests as a second line of defence.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import html
+import io
+import os
+import tempfile
+from collections import defaultdict
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+import numpy as np
+import psycopg
+
+from gmv_sql import __version__
+from gmv_sql.errors import InputError
+from gmv_sql.report import plots
+from gmv_sql.resources import query
+
+THUMBNAIL = 96  # pixels, longer side
+EXTREMES = 8  # highest- and lowest-valued training images shown
+
+_CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
+
+_STYLE = """
+body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; margin: 24px; color: #222;
+       background: #fff; max-width: 1400px; }
+h1 { font-size: 22px; margin-bottom: 4px; } h2 { font-size: 18px; margin-top: 32px; border-bottom: 1px solid #ddd; }
+.meta { color: #555; font-size: 13px; } .plots img { max-width: 640px; margin: 8px 16px 8px 0; vertical-align: top; }
+.row { display: flex; align-items: flex-start; gap: 10px; margin: 14px 0; padding: 10px; border: 1px solid #e4e4e4;
+       border-radius: 6px; }
+.generated { background: #f3f7ff; padding: 6px; border-radius: 4px; min-width: 112px; }
+.cell { width: 112px; font-size: 11px; line-height: 1.35; overflow-wrap: anywhere; }
+.cell img, .generated img { width: 96px; height: 96px; object-fit: contain; image-rendering: pixelated;
+       background: #000; display: block; margin-bottom: 3px; }
+.grid { display: flex; flex-wrap: wrap; gap: 10px; }
+.missing { width: 96px; height: 96px; background: #eee; color: #888; font-size: 11px; display: flex;
+       align-items: center; justify-content: center; text-align: center; margin-bottom: 3px; }
+.paid { color: #176b1c; } .unpaid { color: #9a3b00; }
+"""
+
+
+def _e(value: object) -> str:
+    return html.escape("" if value is None else str(value), quote=True)
+
+
+def _local_path(uri: str) -> Path | None:
+    if uri.startswith("file://"):
+        return Path(unquote(urlparse(uri).path))
+    if "://" in uri:
+        return None  # remote images are not fetched: the page must build offline
+    return Path(uri)
+
+
+class _Thumbnails:
+    """data: URIs of small versions of image files, each file read once."""
+
+    def __init__(self, size: int = THUMBNAIL):
+        self.size = size
+        self._cache: dict[str, str | None] = {}
+
+    def __call__(self, uri: str) -> str | None:
+        if uri not in self._cache:
+            self._cache[uri] = self._make(uri)
+        return self._cache[uri]
+
+    def _make(self, uri: str) -> str | None:
+        from PIL import Image, UnidentifiedImageError
+
+        path = _local_path(uri)
+        if path is None or not path.is_file():
+            return None
+        try:
+            with Image.open(path) as image:
+                image.seek(0)
+                image = image.convert("RGBA" if "A" in image.getbands() else "RGB")
+        except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError):
+            return None
+        scale = self.size / max(image.size)
+        if scale < 1:
+            image.thumbnail((self.size, self.size), Image.Resampling.LANCZOS)
+        elif image.size[0] * 2 <= self.size:
+            # Tiny images (8x8 digits) are enlarged with hard pixel edges, as they are.
+            factor = max(1, int(scale))
+            image = image.resize((image.size[0] * factor, image.size[1] * factor), Image.Resampling.NEAREST)
+        buffer = io.BytesIO()
+        photo = image.mode == "RGB" and max(image.size) >= 64 and _colourful(image)
+        if photo:
+            image.save(buffer, format="JPEG", quality=85)
+            return "data:image/jpeg;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+        image.save(buffer, format="PNG", optimize=True)
+        return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")
+
+
+def _colourful(image) -> bool:
+    """Photos compress better as JPEG; flat or few-colour images (digits, drawings) stay PNG."""
+    colours = image.getcolors(maxcolors=256)
+    return colours is None
+
+
+def _img(src: str | None, alt: str) -> str:
+    if src is None:
+        return f'<div class="missing">{_e(alt)}<br>(file not found)</div>'
+    return f'<img src="{src}" alt="{_e(alt)}">'
+
+
+def _png_uri(data: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(data).decode("ascii")
+
+
+def pick_sample(ids: list[int], sample: int) -> list[int]:
+    """`sample` ids spread evenly over the sorted list (the same page for the same data)."""
+    if len(ids) <= sample:
+        return list(ids)
+    positions = np.linspace(0, len(ids) - 1, sample).round().astype(int)
+    return [ids[i] for i in sorted(set(positions.tolist()))]
+
+
+def write_evidence_page(
+    conn: psycopg.Connection,
+    path: Path,
+    *,
+    space: str,
+    scheme: str,
+    generated_ids: list[int] | None,
+    sample: int = 12,
+    title: str | None = None,
+) -> Path:
+    """Write the evidence page for `generated_ids` (or a spread sample of matched ones); returns its path."""
+    path = Path(path)
+    folder = path.resolve().parent
+    if not folder.is_dir():
+        raise InputError(f"folder {str(folder)!r} for the HTML page does not exist; create it or pick another --html path")
+    params = {"space": space, "scheme": scheme}
+    if generated_ids is None:
+        matched = [r[0] for r in conn.execute(query("evidence_html", "matched_generated"), params)]
+        generated_ids = pick_sample(matched, sample)
+    attribution = conn.execute(query("evidence_html", "attribution"), {**params, "ids": list(generated_ids)}).fetchall()
+    highest = conn.execute(query("evidence_html", "highest_valued"), {**params, "limit": EXTREMES}).fetchall()
+    lowest = conn.execute(query("evidence_html", "lowest_valued"), {**params, "limit": EXTREMES}).fetchall()
+    split_rows = conn.execute(query("evidence_html", "values_by_split"), params).fetchall()
+    owner_rows = conn.execute(query("evidence_html", "owner_credit"), params).fetchall()
+    n_training, n_generated, k = conn.execute(query("evidence_html", "totals"), params).fetchone()
+
+    groups: dict[str, list[float]] = defaultdict(list)
+    for split, value in split_rows:
+        groups[split if split is not None else "all training images"].append(float(value))
+    groups = dict(sorted(groups.items(), key=lambda item: _split_order(item[0])))
+    distribution_png = plots.value_distribution_png(groups, title=f"Value of training images ({space} / {scheme})")
+    owner_png = plots.owner_credit_png([r[0] for r in owner_rows], [float(r[1]) for r in owner_rows])
+
+    thumbs = _Thumbnails()
+    by_generated: dict[int, list] = defaultdict(list)
+    for row in attribution:
+        by_generated[row[0]].append(row)
+
+    parts: list[str] = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        f'<meta http-equiv="Content-Security-Policy" content="{_CSP}">',
+        f"<title>{_e(title or 'gmv evidence: ' + space + ' / ' + scheme)}</title>",
+        f"<style>{_STYLE}</style></head><body>",
+        f"<h1>{_e(title or 'Which training images did the generated images come from?')}</h1>",
+        '<p class="meta">'
+        f"GMValuator (arXiv 2304.10701) in PostgreSQL + pgvector &middot; embedding space <b>{_e(space)}</b> &middot; "
+        f"scheme <b>{_e(scheme)}</b> &middot; k = {_e(k)} &middot; {_e(n_training)} training images &middot; "
+        f"{_e(n_generated)} matched generated images &middot; gmv_sql {_e(__version__)} &middot; "
+        f"written {_e(dt.datetime.now(dt.timezone.utc).strftime('%Y-%m-%d %H:%M UTC'))}</p>",
+        '<div class="plots">',
+        f'<img src="{_png_uri(distribution_png)}" alt="value distribution">',
+        f'<img src="{_png_uri(owner_png)}" alt="credit per owner">',
+        "</div>",
+        f"<h2>Generated images and their top-{_e(k)} training images</h2>",
+        '<p class="meta">Each row: a generated image, then the training images nearest to it (rank 1 = nearest), '
+        "with owner, licence, cosine distance d and the weight w its credit gives each (weights sum to 1).</p>",
+    ]
+    for generated_id in generated_ids:
+        rows = by_generated.get(generated_id)
+        if not rows:
+            parts.append(
+                f'<div class="row"><div class="generated">generated #{_e(generated_id)}: '
+                f"no matches in space {_e(space)}</div></div>"
+            )
+            continue
+        first = rows[0]
+        parts.append('<div class="row">')
+        parts.append(
+            f'<div class="generated">{_img(thumbs(first[1]), f"generated {generated_id}")}'
+            f"<b>generated #{_e(generated_id)}</b><br>{_e(first[2])} / {_e(first[3])}</div>"
+        )
+        for _, _, _, _, rank, training_id, training_uri, owner, license_name, distance, weight in rows:
+            parts.append(
+                f'<div class="cell">{_img(thumbs(training_uri), f"training {training_id}")}'
+                f"#{_e(rank)} &middot; training {_e(training_id)}<br>{_e(owner)}<br><i>{_e(license_name)}</i><br>"
+                f"d = {float(distance):.4f} &middot; w = {float(weight):.3f}</div>"
+            )
+        parts.append("</div>")
+
+    for heading, rows in (("Highest-valued training images", highest), ("Lowest-valued training images", lowest)):
+        parts.append(f"<h2>{_e(heading)}</h2>")
+        parts.append('<div class="grid">')
+        for training_id, uri, owner, license_name, value, n_matches, opted_out in rows:
+            note = " &middot; opted out" if opted_out else ""
+            parts.append(
+                f'<div class="cell">{_img(thumbs(uri), f"training {training_id}")}'
+                f"training {_e(training_id)}<br>{_e(owner)}<br><i>{_e(license_name)}</i><br>"
+                f"value {float(value):.4g} &middot; {_e(n_matches)} matches{note}</div>"
+            )
+        parts.append("</div>")
+    parts.append("</body></html>")
+    _write_atomically(path, "\n".join(parts))
+    return path
+
+
+def _split_order(name: str) -> tuple[int, str]:
+    lowered = name.lower().replace("-", "").replace("_", "")
+    return (0 if lowered.startswith("member") else 1 if "nonmember" in lowered else 2, name)
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    """A reader never sees half a page: write a temporary file beside it, then rename."""
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.resolve().parent)
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as out:
+            out.write(text)
+        os.chmod(temporary, 0o644)
+        os.replace(temporary, path)
+    except BaseException:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+        raise

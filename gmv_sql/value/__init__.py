@@ -1,0 +1,1 @@
+"""Value stage: refreshes the valuation materialized views defined in sql/derived/10_valuation.sql."""

@@ -1,0 +1,35 @@
+"""Refreshing the valuation materialized views (gmv.training_credit, gmv.training_credit_monthly)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import psycopg
+
+from gmv_sql.resources import query
+
+VIEWS = ("training_credit", "training_credit_monthly")
+
+
+@dataclass
+class RefreshResult:
+    view: str
+    rows: int
+    seconds: float
+
+
+def refresh(conn: psycopg.Connection) -> list[RefreshResult]:
+    """REFRESH … CONCURRENTLY each view (readers keep reading the old rows meanwhile).
+
+    Each refresh is its own transaction: a failure leaves the views as they were.
+    """
+    results = []
+    for view in VIEWS:
+        started = time.monotonic()
+        with conn.transaction():
+            conn.execute("SET LOCAL jit = off")
+            conn.execute(query("value", f"refresh_{view}"))
+        rows = conn.execute(f"SELECT count(*) FROM gmv.{view}").fetchone()[0]
+        results.append(RefreshResult(view=f"gmv.{view}", rows=rows, seconds=time.monotonic() - started))
+    return results

@@ -1,0 +1,63 @@
+-- Report commands: thin reads of the report.* views (sql/derived/20_report.sql) plus revenue pools.
+
+-- name: spaces
+SELECT space_id, name, match_k FROM gmv.embedding_space ORDER BY space_id
+
+-- name: scheme_by_name
+SELECT scheme_id, name FROM gmv.valuation_scheme WHERE name = %(name)s
+
+-- name: default_scheme
+SELECT scheme_id, name FROM gmv.valuation_scheme WHERE is_default
+
+-- name: scheme_names
+SELECT name FROM gmv.valuation_scheme ORDER BY scheme_id
+
+-- name: credit_is_stale
+-- The credit views count every match row once per scheme: a different count means gmv.match changed
+-- since the last refresh.
+SELECT (SELECT count(*) FROM gmv.match WHERE space_id = %(space_id)s)
+       IS DISTINCT FROM
+       (SELECT coalesce(sum(n_matches), 0) FROM gmv.training_credit
+        WHERE space_id = %(space_id)s AND scheme_id = %(scheme_id)s)
+
+-- name: upsert_pool
+INSERT INTO gmv.revenue_pool (period, amount, currency, space_id, scheme_id)
+VALUES (%(period)s, %(amount)s, %(currency)s, %(space_id)s, %(scheme_id)s)
+ON CONFLICT (period, space_id, scheme_id)
+DO UPDATE SET amount = EXCLUDED.amount, currency = EXCLUDED.currency, created_at = now()
+
+-- name: royalty_statement
+SELECT period, owner, credit, unpaid_credit, share, amount, currency
+FROM report.royalty_statement
+WHERE period = %(period)s AND space = %(space)s AND scheme = %(scheme)s
+ORDER BY amount DESC, credit DESC, owner
+
+-- name: owners
+SELECT owner, value, share, n_images, n_training_images
+FROM report.owner_value
+WHERE space = %(space)s AND scheme = %(scheme)s
+ORDER BY value DESC, owner
+
+-- name: top
+SELECT training_id, uri, owner, license, value, n_matches, share
+FROM report.training_value
+WHERE space = %(space)s AND scheme = %(scheme)s
+ORDER BY value DESC, training_id
+LIMIT %(limit)s
+
+-- name: generated_known
+SELECT generated_id FROM gmv.generated_image WHERE generated_id = ANY (%(ids)s::bigint[])
+
+-- name: evidence
+SELECT generated_id, rank, training_id, training_uri, owner, license, distance, weight, credit
+FROM report.attribution
+WHERE space = %(space)s AND scheme = %(scheme)s AND generated_id = ANY (%(ids)s::bigint[])
+ORDER BY generated_id, rank
+
+-- name: ineligible_matches
+-- Matches kept from before a training image was opted out or its licence excluded (gmv match re-matches them).
+SELECT count(*)
+FROM gmv.match AS m
+JOIN gmv.training_image AS t USING (training_id)
+JOIN gmv.license AS l USING (license_id)
+WHERE m.space_id = %(space_id)s AND (t.opted_out OR l.excluded)

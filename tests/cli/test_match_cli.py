@@ -1,0 +1,82 @@
+"""`gmv match` and `gmv match recall` end to end, including Ctrl-C and re-run."""
+
+from __future__ import annotations
+
+import json
+import signal
+import time
+
+from tests.factories import seed
+
+
+def test_match_then_rerun_does_nothing(gmv, conn):
+    seed(conn, n_training=200, n_generated=30, dim=8)
+    out = gmv("match", "--space", "test", "--k", "5", "--workers", "2", "--batch", "7").output
+    assert "matched 30 generated images in space 'test' (k=5, HNSW, ef_search=64" in out
+    assert "150 rows" in out and "next: gmv value refresh" in out
+    assert conn.execute("SELECT count(*), count(DISTINCT generated_id) FROM gmv.match").fetchone() == (150, 30)
+    again = gmv("match", "--space", "test").output  # k defaults to the space's k
+    assert "matched 0 generated images" in again
+    assert conn.execute("SELECT count(*) FROM gmv.match").fetchone() == (150,)
+
+
+def test_other_k_needs_rematch(gmv, conn):
+    seed(conn, n_training=50, n_generated=5, dim=8)
+    gmv("match", "--space", "test", "--k", "3")
+    result = gmv("match", "--space", "test", "--k", "4", ok=False)
+    assert result.exit_code == 1
+    message = result.output.strip().splitlines()
+    assert len(message) == 1 and "k=3" in message[0] and "--rematch" in message[0]
+    out = gmv("match", "--space", "test", "--k", "4", "--rematch").output
+    assert "matched 5 generated images" in out and "(k=4" in out
+    assert conn.execute("SELECT count(*), min(k) FROM gmv.match").fetchone() == (20, 4)
+
+
+def test_exact_flag_marks_rows(gmv, conn):
+    seed(conn, n_training=40, n_generated=6, dim=4)
+    assert "exact search" in gmv("match", "--space", "test", "--k", "2", "--exact").output
+    assert conn.execute("SELECT bool_and(exact), count(*) FROM gmv.match").fetchone() == (True, 12)
+
+
+def test_errors_are_one_line(gmv, conn):
+    seed(conn, n_training=20, n_generated=2, dim=4)
+    for args, text in [
+        (("match",), "needs --space"),
+        (("match", "--space", "nope"), "no embedding space 'nope' (known: test)"),
+        (("match", "--space", "test", "--k", "10", "--ef-search", "3"), "--ef-search 3 is smaller than --k 10"),
+        (("match", "--space", "test", "--workers", "0"), "--workers 0"),
+    ]:
+        result = gmv(*args, ok=False)
+        lines = result.output.strip().splitlines()
+        assert result.exit_code == 1 and len(lines) == 1 and text in lines[0], (args, result.output)
+    assert conn.execute("SELECT count(*) FROM gmv.match").fetchone() == (0,)
+
+
+def test_recall_command(gmv, conn):
+    seed(conn, n_training=300, n_generated=40, dim=16)
+    rows = json.loads(gmv("match", "recall", "--space", "test", "--sample", "20", "--k", "10", "--format", "json").output)
+    assert len(rows) == 1
+    assert rows[0]["sample"] == 20 and rows[0]["k"] == 10 and rows[0]["ef_search"] == 64
+    assert 0.9 <= rows[0]["recall"] <= 1.0
+    table = gmv("match", "recall", "--space", "test", "--sample", "5", "--ef-search", "10", "--k", "10").output
+    assert "ef_search" in table.splitlines()[0]
+
+
+def test_interrupt_keeps_committed_batches_and_rerun_finishes(gmv, conn):
+    seed(conn, n_training=4000, n_generated=600, dim=32)
+    proc = gmv.popen("match", "--space", "test", "--k", "4", "--exact", "--batch", "1", "--workers", "1",
+                     stdout=-1, stderr=-1, text=True)
+    deadline = time.monotonic() + 60
+    while conn.execute("SELECT count(*) FROM gmv.match").fetchone()[0] == 0:
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "run the same command again" in err
+    done = conn.execute("SELECT count(*), count(DISTINCT generated_id) FROM gmv.match").fetchone()
+    assert 0 < done[1] < 600 and done[0] == 4 * done[1]  # whole batches only
+    out = gmv.run("match", "--space", "test", "--exact", "--batch", "300").stdout
+    assert f"matched {600 - done[1]:,} generated images" in out
+    assert conn.execute("SELECT count(*), count(DISTINCT generated_id) FROM gmv.match").fetchone() == (2400, 600)

@@ -1,0 +1,170 @@
+"""Access: gmv_reader reads report.* and nothing else, writes nothing, and its statements time out;
+`gmv db url` never prints a password unless asked."""
+
+from __future__ import annotations
+
+import psycopg
+import pytest
+from click.testing import CliRunner
+
+from gmv_sql.cli import cli
+from gmv_sql.db.connect import mask_password
+from tests.reliability.helpers import reader_url, relations, seed
+
+pytestmark = pytest.mark.timeout(60)
+
+# Everything a read-only BI login must not be able to do, tried twice: with the role's read-only
+# default, and after the reader switches it off (privileges alone must still refuse).
+FORBIDDEN = [
+    "INSERT INTO gmv.owner (name) VALUES ('mallory')",
+    "UPDATE gmv.training_image SET owner_id = owner_id",
+    "DELETE FROM gmv.match",
+    "TRUNCATE gmv.revenue_pool",
+    "UPDATE gmv.valuation_scheme SET is_default = false",
+    "INSERT INTO report.owner_value (owner) VALUES ('x')",
+    "UPDATE report.training_value SET value = 0",
+    "DELETE FROM report.attribution",
+    "DELETE FROM gmv.training_embedding_{space_id}",
+    "UPDATE gmv.generated_embedding_{space_id} SET embedding = embedding",
+    "REFRESH MATERIALIZED VIEW gmv.training_credit",
+    "CREATE TABLE report.x (a int)",
+    "CREATE TABLE gmv.x (a int)",
+    "CREATE TABLE public.x (a int)",
+    "CREATE VIEW public.v AS SELECT 1",
+    "CREATE FUNCTION public.f() RETURNS int LANGUAGE sql AS 'SELECT 1'",
+    "CREATE SCHEMA mallory",
+    "CREATE ROLE mallory",
+    "CREATE DATABASE mallory",
+    "CREATE EXTENSION IF NOT EXISTS pg_trgm",
+    "DROP VIEW report.owner_value",
+    "ALTER VIEW report.owner_value RENAME TO x",
+    "DROP TABLE gmv.owner",
+    "COMMENT ON VIEW report.owner_value IS 'x'",
+    "GRANT SELECT ON ALL TABLES IN SCHEMA gmv TO gmv_reader",
+    "ALTER ROLE gmv_reader SUPERUSER",
+    "COPY gmv.owner TO STDOUT",
+    "COPY (SELECT 1) TO PROGRAM 'true'",
+    "COPY gmv.owner FROM PROGRAM 'echo x'",
+    "SELECT pg_read_file('/etc/passwd')",
+    "SELECT lo_import('/etc/passwd')",
+]
+
+
+@pytest.fixture
+def seeded(conn):
+    return seed(conn, n_training=30, n_generated=10, dim=4, k=3)
+
+
+def _refused(reader: psycopg.Connection, statement: str) -> bool:
+    try:
+        reader.execute(statement)
+    except psycopg.Error:
+        return True
+    return False
+
+
+@pytest.mark.parametrize("read_only_default", [True, False], ids=["read-only-default", "read-only-switched-off"])
+def test_reader_cannot_write_create_or_escape(db_url, seeded, read_only_default):
+    space_id = seeded["space"].space_id
+    with psycopg.connect(reader_url(db_url), autocommit=True) as reader:
+        assert reader.execute("SELECT current_user").fetchone() == ("gmv_reader",)
+        if not read_only_default:
+            reader.execute("SET default_transaction_read_only = off")
+        allowed = [s for s in FORBIDDEN if not _refused(reader, s.format(space_id=space_id))]
+    assert allowed == []
+    with psycopg.connect(db_url, autocommit=True) as admin:
+        # Nothing was written, even by a statement that should have failed half-way.
+        assert admin.execute("SELECT count(*) FROM gmv.owner WHERE name = 'mallory'").fetchone() == (0,)
+        assert admin.execute("SELECT count(*) FROM gmv.match").fetchone() == (10 * 3,)
+        assert admin.execute("SELECT to_regnamespace('mallory')").fetchone() == (None,)
+
+
+def test_reader_cannot_read_any_gmv_relation_or_vector(db_url, conn, seeded):
+    gmv_relations = relations(conn, "gmv", "rvm")
+    # tables, the match_weight view, both materialized views and the per-space vector tables
+    assert {"owner", "match", "match_weight", "training_credit",
+            f"training_embedding_{seeded['space'].space_id}", f"generated_embedding_{seeded['space'].space_id}"} <= set(gmv_relations)
+    readable = []
+    with psycopg.connect(reader_url(db_url), autocommit=True) as reader:
+        for rel in gmv_relations:
+            try:
+                reader.execute(f'SELECT * FROM gmv."{rel}" LIMIT 1')
+                readable.append(rel)
+            except psycopg.errors.InsufficientPrivilege:
+                pass
+        assert reader.execute("SELECT has_schema_privilege('gmv', 'USAGE')").fetchone() == (False,)
+    assert readable == []
+    # No report column exposes an embedding either.
+    vector_columns = conn.execute(
+        "SELECT table_name, column_name FROM information_schema.columns WHERE table_schema = 'report'"
+        " AND udt_name IN ('vector', 'halfvec', 'sparsevec')"
+    ).fetchall()
+    assert vector_columns == []
+
+
+def test_reader_reads_every_report_view(db_url, conn, seeded):
+    conn.execute("REFRESH MATERIALIZED VIEW gmv.training_credit")
+    conn.execute("REFRESH MATERIALIZED VIEW gmv.training_credit_monthly")
+    views = relations(conn, "report", "vm")
+    assert len(views) >= 5
+    with psycopg.connect(reader_url(db_url), autocommit=True) as reader:
+        counts = {v: reader.execute(f'SELECT count(*) FROM report."{v}"').fetchone()[0] for v in views}
+    assert all(n > 0 for n in counts.values()), counts
+
+
+def test_reader_has_a_statement_timeout(db_url):
+    with psycopg.connect(reader_url(db_url), autocommit=True) as reader:
+        timeout = reader.execute("SELECT setting::int FROM pg_settings WHERE name = 'statement_timeout'").fetchone()[0]
+        assert 0 < timeout <= 60_000
+        assert reader.execute("SHOW default_transaction_read_only").fetchone() == ("on",)
+        idle = reader.execute(
+            "SELECT setting::int FROM pg_settings WHERE name = 'idle_in_transaction_session_timeout'"
+        ).fetchone()[0]
+        assert 0 < idle <= 600_000  # a BI tool that leaves a transaction open is cut off
+        # The role setting is what PostgreSQL enforces; prove the enforcement path with a shorter one
+        # for this session (a runaway dashboard query is cancelled, the connection stays usable).
+        reader.execute("SET statement_timeout = '200ms'")
+        with pytest.raises(psycopg.errors.QueryCanceled):
+            reader.execute("SELECT pg_sleep(5)")
+        assert reader.execute("SELECT 1").fetchone() == (1,)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://alice:s3cret@db.example:5432/gmv",
+        "postgres://alice:s3cret@db.example/gmv",
+        "postgresql+psycopg://alice:s3cret@db.example/gmv",
+        "postgresql://alice:s3cret%40%2F%3F@db.example/gmv",
+        "postgresql://alice:s3cret@h1:5432,h2:5433/gmv?target_session_attrs=read-write",
+        "postgresql://alice@db.example/gmv?password=s3cret",
+        "postgresql://alice@db.example/gmv?sslmode=require&password=s3cret&application_name=x",
+        "postgresql://alice@db.example/gmv?sslpassword=s3cret",
+        "postgresql://alice:s3cret@/gmv?host=/var/run/postgresql",
+        "postgresql://alice:pa@s3cret@db.example/gmv",
+        "postgresql://alice:pa?s3cret@db.example/gmv",
+        "host=db.example user=alice password=s3cret dbname=gmv",
+        "host=db.example user=alice password='s3cret with spaces' dbname=gmv",
+    ],
+)
+def test_db_url_hides_password_unless_asked(tmp_path, url):
+    from tests.conftest import Gmv
+
+    gmv = Gmv(url, tmp_path)
+    for args in (("db", "url"), ("db", "url", "--reader"), ("db", "url", "--reader", "--show-password")):
+        # A URL libpq cannot read may be refused (exit 1), but its password is never echoed.
+        result = CliRunner().invoke(cli, list(args), env=gmv.env)
+        assert result.exit_code in (0, 1) and "Traceback" not in result.output, result.output
+        assert "s3cret" not in result.output, (args, result.output)
+    assert "s3cret" in gmv("db", "url", "--show-password").output
+    assert "s3cret" not in mask_password(url)
+
+
+def test_connection_error_does_not_print_password(tmp_path):
+    from tests.conftest import Gmv
+
+    gmv = Gmv("postgresql://alice:s3cret@127.0.0.1:1/gmv", tmp_path)
+    result = gmv("db", "status", ok=False)
+    assert result.exit_code == 1
+    assert "s3cret" not in result.output
+    assert "cannot connect" in result.output
