@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import hashlib
 import io
+import itertools
 import os
 import warnings
+from collections import deque
 from collections.abc import Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -118,10 +120,26 @@ def check_file(path: str | os.PathLike, *, max_pixels: int = DEFAULT_MAX_PIXELS)
 def check_files(
     paths: Iterable[str | os.PathLike], *, workers: int = 1, max_pixels: int = DEFAULT_MAX_PIXELS
 ) -> Iterator[CheckedFile | BadFile]:
-    """check_file over many paths, in input order. Threads suffice: hashing and decoding release the GIL."""
+    """check_file over many paths, in input order. Threads suffice: hashing and decoding release the GIL.
+
+    Only a window of files is in flight, so memory stays flat and Ctrl-C stops promptly.
+    """
     if workers <= 1:
         for path in paths:
             yield check_file(path, max_pixels=max_pixels)
         return
+    iterator = iter(paths)
+    window = workers * 8
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="gmv-check") as pool:
-        yield from pool.map(lambda p: check_file(p, max_pixels=max_pixels), paths)
+        pending: deque[Future] = deque(
+            pool.submit(check_file, p, max_pixels=max_pixels) for p in itertools.islice(iterator, window)
+        )
+        try:
+            while pending:
+                result = pending.popleft().result()
+                for path in itertools.islice(iterator, 1):
+                    pending.append(pool.submit(check_file, path, max_pixels=max_pixels))
+                yield result
+        finally:
+            for future in pending:
+                future.cancel()

@@ -2,7 +2,7 @@ import random, shutil, subprocess
 import pytest
 from tests.reliability.helpers import write_png
 
-@pytest.mark.parametrize("trial", range(100, 112))
+@pytest.mark.parametrize("trial", range(200, 230))
 def test_probe(gmv, tmp_path, trial):
     a = tmp_path / "a"; b = tmp_path / "b"
     paths = [write_png(a / f"{i:05d}.png", seed=i) for i in range(2000)]
@@ -14,5 +14,6 @@ def test_probe(gmv, tmp_path, trial):
     procs = [gmv.popen("ingest", "training", f, *args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for f in (a, b)]
     outs = [p.communicate(timeout=150) for p in procs]
     for p, (o, e) in zip(procs, outs):
-        print(p.returncode, o[-300:], e[-1500:])
+        if p.returncode:
+            open(f"/tmp/gmv_d/fail_{trial}.txt", "w").write(f"{p.returncode}\n{o}\n{e}")
     assert all(p.returncode == 0 for p in procs)
