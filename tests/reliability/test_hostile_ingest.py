@@ -204,7 +204,7 @@ def test_special_files_are_refused_not_read(gmv, tmp_path, special):
 
 
 def test_manifest_with_missing_and_outside_paths(gmv, tmp_path):
-    """Missing files are one line each. Paths outside the manifest's folder follow docs/INGEST.md."""
+    """Missing files and non-images are one line each; paths outside the folder follow docs/INGEST.md."""
     folder = tmp_path / "images"
     good = write_png(folder / "good.png", seed=1)
     outside = write_png(tmp_path / "elsewhere" / "outside.png", seed=2)
@@ -227,8 +227,10 @@ def test_manifest_with_missing_and_outside_paths(gmv, tmp_path):
     errors = result.stderr
     for bad in ("missing.png", "/etc/passwd", "no/such/dir/x.png"):
         assert sum(bad in line for line in errors.splitlines()) == 1, errors
-    # Outside the folder: documented in docs/INGEST.md (see RELIABILITY.md); either way, once at most.
-    assert sum(uri == str(outside) for uri in stored) <= 1
+    # docs/INGEST.md: relative paths resolve against the folder, absolute ones are taken as they
+    # are, so a file outside the folder is ingested; named twice ('../' and absolute), it is stored once.
+    assert sum(uri == str(outside) for uri in stored) == 1
+    assert len(stored) == 2
 
 
 def test_on_error_fail_stores_nothing(gmv, tmp_path):
