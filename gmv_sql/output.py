@@ -127,4 +127,18 @@ def render(rows: Sequence[Sequence[Any]], columns: Sequence[str], fmt: str) -> s
 
 
 def emit(rows: Sequence[Sequence[Any]], columns: Sequence[str], fmt: str, *, file=None) -> None:
-    click.echo(render(rows, columns, fmt), file=file or sys.stdout)
+    out = file or sys.stdout
+    text = render(rows, columns, fmt)
+    if fmt == "csv" and _isatty(out):
+        # On a terminal, escape sequences inside names must not reach it (tables and JSON escape already).
+        text = "\n".join(visible(line) for line in text.split("\n"))
+    # color=True: click would otherwise strip ANSI-looking bytes from files and pipes, silently
+    # changing data (a name holding ESC[31m would not match the database).
+    click.echo(text, file=out, color=True)
+
+
+def _isatty(stream) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False

@@ -12,7 +12,7 @@ from tests.factories import seed
 def test_match_then_rerun_does_nothing(gmv, conn):
     seed(conn, n_training=200, n_generated=30, dim=8)
     out = gmv("match", "--space", "test", "--k", "5", "--workers", "2", "--batch", "7").output
-    assert "matched 30 generated images in space 'test' (k=5, HNSW, ef_search=64" in out
+    assert "matched 30 generated images in space 'test' (k=5, HNSW, ef_search=100" in out
     assert "150 rows" in out and "next: gmv value refresh" in out
     assert conn.execute("SELECT count(*), count(DISTINCT generated_id) FROM gmv.match").fetchone() == (150, 30)
     again = gmv("match", "--space", "test").output  # k defaults to the space's k
@@ -56,7 +56,7 @@ def test_recall_command(gmv, conn):
     seed(conn, n_training=300, n_generated=40, dim=16)
     rows = json.loads(gmv("match", "recall", "--space", "test", "--sample", "20", "--k", "10", "--format", "json").output)
     assert len(rows) == 1
-    assert rows[0]["sample"] == 20 and rows[0]["k"] == 10 and rows[0]["ef_search"] == 64
+    assert rows[0]["sample"] == 20 and rows[0]["k"] == 10 and rows[0]["ef_search"] == 100
     assert 0.9 <= rows[0]["recall"] <= 1.0
     table = gmv("match", "recall", "--space", "test", "--sample", "5", "--ef-search", "10", "--k", "10").output
     assert "ef_search" in table.splitlines()[0]

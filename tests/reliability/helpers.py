@@ -212,3 +212,13 @@ def write_png(path: Path, seed: int, size: int = 8) -> Path:
 
 def sha256_file(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def refused(gmv, *args: object) -> str:
+    """Run gmv in-process; it must fail with one 'Error: …' line (a crash is not a refusal). Returns the line."""
+    result = gmv(*args, ok=False)
+    assert result.exit_code == 1, result.output
+    assert isinstance(result.exception, SystemExit), repr(result.exception)  # not an uncaught exception
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("Error: "), result.output
+    return lines[0]

@@ -87,3 +87,20 @@ def test_line_breaks_inside_a_cell_cannot_start_a_new_row(name):
     """A bare CR inside a name once ended the row in CSV readers, letting '=cmd' start a fresh cell."""
     out = render([(name, "x")], ("owner", "license"), "csv")
     assert _parse_csv(out)[1:] == [[name, "x"]]
+
+
+def test_emit_keeps_csv_bytes_in_files_and_escapes_them_on_terminals(tmp_path):
+    from gmv_sql.output import emit
+
+    name = "ansi \x1b[31mred\x1b[0m"
+    with open(tmp_path / "out.csv", "w", encoding="utf-8", newline="") as fh:
+        emit([(name,)], ("owner",), "csv", file=fh)
+    assert _parse_csv((tmp_path / "out.csv").read_text(encoding="utf-8"))[1] == [name]
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    terminal = Terminal()
+    emit([(name,)], ("owner",), "csv", file=terminal)
+    assert "\x1b" not in terminal.getvalue()

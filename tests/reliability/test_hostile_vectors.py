@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.reliability.helpers import fingerprints, seed
+from tests.reliability.helpers import fingerprints, refused, seed
 from tests.reliability.test_hostile_ingest import run_bounded
 
 pytestmark = pytest.mark.timeout(60)
@@ -106,22 +106,28 @@ def test_every_case_is_listed(tmp_path):
     assert sorted(_cases(tmp_path, ["a" * 64] * 5)) == sorted(CASE_NAMES)
 
 
+# Cases that could hang or exhaust memory run as a bounded process; the rest in-process (fast).
+IN_A_PROCESS = {"ids-names-a-device"}
+
+
 @pytest.mark.parametrize("case", CASE_NAMES)
 def test_bad_vectors_are_one_line_and_change_nothing(gmv, conn, world, tmp_path, case):
     args = _cases(tmp_path, world["shas"])[case]
     before = fingerprints(conn, "gmv", "r")
-    result = run_bounded(gmv, "embed", "import", *args, timeout=40)
-    assert result.returncode == 1, (result.returncode, result.stdout, result.stderr)
-    assert "Traceback" not in result.stderr, result.stderr[-3000:]
-    lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert len(lines) == 1 and lines[0].startswith("Error: "), result.stderr
+    if case in IN_A_PROCESS:
+        result = run_bounded(gmv, "embed", "import", *args, timeout=40)
+        assert result.returncode == 1, (result.returncode, result.stdout, result.stderr)
+        assert "Traceback" not in result.stderr, result.stderr[-3000:]
+        lines = [line for line in result.stderr.splitlines() if line.strip()]
+        assert len(lines) == 1 and lines[0].startswith("Error: "), result.stderr
+    else:
+        refused(gmv, "embed", "import", *args)
     assert fingerprints(conn, "gmv", "r") == before  # not one row, not one new space or table
 
 
 def test_the_good_file_is_accepted(gmv, conn, world, tmp_path):
     """The control: the same vectors, clean, are imported (so the refusals above are about the defects)."""
     path = _npz(tmp_path / "good.npz", _vectors(), world["shas"])
-    result = run_bounded(gmv, "embed", "import", path, "--space", "rel", timeout=40)
-    assert result.returncode == 0, result.stderr
+    gmv("embed", "import", path, "--space", "rel")
     n = conn.execute(f"SELECT count(*) FROM gmv.training_embedding_{world['space'].space_id}").fetchone()[0]
     assert n == 20

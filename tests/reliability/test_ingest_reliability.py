@@ -124,6 +124,7 @@ def test_sigkill_mid_ingest_then_rerun_equals_uninterrupted_run(gmv, fresh_gmv, 
     assert 0 < at_kill < n, at_kill
     after_kill = _count(gmv.url, table)
     assert after_kill < n and after_kill % 5 == 0  # whole batches only, never half of one
+    print(f"\ningest {kind}: SIGKILL with {after_kill}/{n} images stored")
     gmv.run(*args, timeout=180)
     fresh_gmv.run(*args, timeout=180)
     with psycopg.connect(gmv.url) as resumed, psycopg.connect(fresh_gmv.url) as reference:
