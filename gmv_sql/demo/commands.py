@@ -137,8 +137,8 @@ def _prepare_external_database(app: App, reset: bool) -> str:
     return app.url
 
 
-def _prepare_output(output: Path) -> None:
-    """Create the folder, or clear what an earlier demo wrote there; never delete other files."""
+def _check_output(output: Path) -> None:
+    """Refuse a file, or a folder holding files the demo did not write (before any work is done)."""
     if output.exists() and not output.is_dir():
         raise ConfigError(f"--output {str(output)!r} is a file; pick a folder")
     if output.is_dir() and any(output.iterdir()) and not (output / MARKER).exists():
@@ -146,6 +146,11 @@ def _prepare_output(output: Path) -> None:
             f"--output {str(output)!r} is a folder with other files in it; pick a new or empty folder "
             "(the demo replaces only folders it made itself)"
         )
+
+
+def _prepare_output(output: Path) -> None:
+    """Create the folder, or clear what an earlier demo wrote there; never delete other files."""
+    _check_output(output)
     output.mkdir(parents=True, exist_ok=True)
     (output / MARKER).write_text("written by gmv demo; a re-run replaces this folder's demo files\n", encoding="utf-8")
     for name in OUR_ENTRIES:
@@ -194,7 +199,7 @@ def run_demo(app: App, *, quick: bool, output: Path, seed: int, reset: bool) -> 
         return now
 
     output = output.expanduser().resolve()
-    _prepare_output(output)
+    _check_output(output)
 
     _step("Database")
     if app.embedded:
@@ -203,6 +208,7 @@ def run_demo(app: App, *, quick: bool, output: Path, seed: int, reset: bool) -> 
     else:
         url = _prepare_external_database(app, reset)
         _say(f"database {mask_password(url)}")
+    _prepare_output(output)
     now = lap("database", started)
 
     _step("Data: scikit-learn's handwritten digits (real, offline)")

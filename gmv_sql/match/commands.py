@@ -60,6 +60,11 @@ def match(
         f"matched {result.matched:,} generated images in space {result.space!r} (k={result.k}, {how}, "
         f"{result.workers} connections): {result.rows:,} rows in {result.seconds:.1f}s ({result.rate:,.0f}/s)"
     )
+    if result.pending and not result.eligible_training:
+        click.echo(
+            f"no training image in space {result.space!r} can be matched (none has a vector, or all are opted out "
+            f"or under excluded licences); run `gmv embed --space {result.space}` on training images first"
+        )
     if result.unmatched_ineligible:
         click.echo(f"re-matched {result.unmatched_ineligible:,} generated images whose matches included opted-out or excluded training images")
     if result.exact_fallback:

@@ -94,6 +94,8 @@ class MatchResult:
     exact_fallback: int  # images the index returned too few eligible rows for, redone exactly
     unmatched_ineligible: int  # generated images re-matched because a training image became ineligible
     workers: int
+    eligible_training: int = 0  # training vectors that may be matched (not opted out, licence not excluded)
+    pending: int = 0  # generated images that needed matching at the start
 
     @property
     def rate(self) -> float:
@@ -192,6 +194,7 @@ def match_space(
         space=space.name, k=k, ef_search=ef, exact=exact, matched=totals["matched"], rows=totals["rows"],
         seconds=time.monotonic() - started, without_vector=without_vector, exact_fallback=totals["fallback"],
         unmatched_ineligible=unmatched_images, workers=n_workers,
+        eligible_training=n_vectors - n_ineligible_with_vectors, pending=len(pending),
     )
 
 

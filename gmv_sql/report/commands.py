@@ -43,7 +43,7 @@ def report() -> None:
 
 
 @report.command()
-@click.option("--period", required=True, metavar="YYYY-MM", help="Month whose generated images are paid for.")
+@click.option("--period", required=True, metavar="YYYY-MM", help="Month (UTC) whose generated images are paid for.")
 @click.option("--pool", required=True, metavar="AMOUNT", help="Money to split, e.g. 1250.00.")
 @click.option("--currency", default="EUR", show_default=True, help="Three-letter currency code.")
 @space_option

@@ -10,6 +10,7 @@ import psycopg
 from gmv_sql.resources import query
 
 VIEWS = ("training_credit", "training_credit_monthly")
+REFRESH_WORK_MEM = "256MB"
 
 
 @dataclass
@@ -29,6 +30,9 @@ def refresh(conn: psycopg.Connection) -> list[RefreshResult]:
         started = time.monotonic()
         with conn.transaction():
             conn.execute("SET LOCAL jit = off")
+            # The windows of gmv.match_weight sort every match row once per scheme; with the 4MB
+            # default those sorts spill to disk.
+            conn.execute(f"SET LOCAL work_mem = '{REFRESH_WORK_MEM}'")
             conn.execute(query("value", f"refresh_{view}"))
         rows = conn.execute(f"SELECT count(*) FROM gmv.{view}").fetchone()[0]
         results.append(RefreshResult(view=f"gmv.{view}", rows=rows, seconds=time.monotonic() - started))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import signal
+import subprocess
 import time
 from pathlib import Path
 
@@ -186,8 +187,9 @@ def test_generated_requires_generator(gmv, tmp_path):
     assert "--generator" in gmv("ingest", "generated", tmp_path, ok=False).output
 
 
-def test_killed_ingest_rerun_stores_every_file_exactly_once(gmv, conn, tmp_path):
-    """SIGKILL in the middle of storing, then the same command again: every file exactly once.
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT], ids=["SIGKILL", "Ctrl-C"])
+def test_killed_ingest_rerun_stores_every_file_exactly_once(gmv, conn, tmp_path, sig):
+    """SIGKILL (or Ctrl-C) in the middle of storing, then the same command again: every file exactly once.
 
     To kill at a known point, the test holds an uncommitted row with the sha256 of a file of the
     second batch: the ingest commits batch 1, then blocks on that unique key until it is killed.
@@ -203,7 +205,7 @@ def test_killed_ingest_rerun_stores_every_file_exactly_once(gmv, conn, tmp_path)
             (blocker,),
         )
         args = ("ingest", "training", tmp_path / "imgs", "--owner", "alice", "--license", "cc", "--batch-size", "50", "-q")
-        proc = gmv.popen(*args)
+        proc = gmv.popen(*args, stderr=subprocess.PIPE, text=True)
         try:
             deadline = time.monotonic() + 120
             while counts(conn)[0] < 50:
@@ -212,12 +214,14 @@ def test_killed_ingest_rerun_stores_every_file_exactly_once(gmv, conn, tmp_path)
                 time.sleep(0.1)
             time.sleep(0.5)  # let it reach the blocked batch 2
             assert proc.poll() is None
-            proc.send_signal(signal.SIGKILL)
-            proc.wait(timeout=30)
+            proc.send_signal(sig)
+            _, err = proc.communicate(timeout=30)
         finally:
             if proc.poll() is None:
                 proc.kill()
         hold.rollback()
+    if sig == signal.SIGINT:
+        assert proc.returncode == 130 and "Interrupted" in err and "Traceback" not in err, err
     assert counts(conn)[0] == 50  # whole batches only
     rerun = gmv.run(*args)
     assert "70 new, 50 already present" in rerun.stdout

@@ -6,6 +6,8 @@ import json
 import signal
 import time
 
+import numpy as np
+
 from tests.factories import seed
 
 
@@ -80,3 +82,10 @@ def test_interrupt_keeps_committed_batches_and_rerun_finishes(gmv, conn):
     out = gmv.run("match", "--space", "test", "--exact", "--batch", "300").stdout
     assert f"matched {400 - done[1]:,} generated images" in out
     assert conn.execute("SELECT count(*), count(DISTINCT generated_id) FROM gmv.match").fetchone() == (1600, 400)
+
+
+def test_space_without_training_vectors_says_so(gmv, conn):
+    seed(conn, n_training=0, n_generated=3, dim=4, training_vectors=np.zeros((0, 4)),
+         generated_vectors=np.ones((3, 4)))
+    out = gmv("match", "--space", "test").output
+    assert "matched 0 generated images" in out and "no training image in space 'test' can be matched" in out

@@ -94,6 +94,7 @@ def test_reader_cannot_read_any_gmv_relation_or_vector(db_url, conn, seeded):
                 pass
         assert reader.execute("SELECT has_schema_privilege('gmv', 'USAGE')").fetchone() == (False,)
     assert readable == []
+    print(f"\naccess: {len(gmv_relations)} gmv relations, none readable by gmv_reader")
     # No report column exposes an embedding either.
     vector_columns = conn.execute(
         "SELECT table_name, column_name FROM information_schema.columns WHERE table_schema = 'report'"

@@ -31,6 +31,7 @@ def test_downgrade_and_upgrade_keep_every_row(db_url):
     assert any(name.startswith("training_embedding_") for name in tables)
     assert tables["match"][0] == 120 * 5
     assert all(count > 0 for count, _ in reports.values()), reports
+    print(f"\nmigrations: {len(tables)} tables ({sum(c for c, _ in tables.values())} rows) and {len(reports)} report views compared")
 
     for cycle in range(2):
         downgrade(db_url, "0001_tables")
