@@ -12,7 +12,6 @@ is a one-line error and nothing is stored. Images that already have a vector in 
 
 from __future__ import annotations
 
-import hashlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +24,7 @@ from gmv_sql.embed import store
 from gmv_sql.embed.models import l2_normalise
 from gmv_sql.embed.pipeline import BULK_REBUILD_MIN_ROWS
 from gmv_sql.errors import ConflictError, InputError, NotFoundError
+from gmv_sql.ingest.files import open_regular_file, sha256_of_handle
 from gmv_sql.resources import query
 
 _SHA = re.compile(r"^[0-9a-fA-F]{64}$")
@@ -116,10 +116,14 @@ def _sha256_of(identifier: str, base: Path) -> str | None:
     path = Path(identifier).expanduser()
     if not path.is_absolute():
         path = base / path
-    try:
-        return hashlib.sha256(path.read_bytes()).hexdigest()
-    except OSError:
+    handle, _ = open_regular_file(str(path))  # never reads a pipe or a device
+    if handle is None:
         return None
+    with handle:
+        try:
+            return sha256_of_handle(handle)
+        except OSError:
+            return None
 
 
 def _lookup(conn: psycopg.Connection, kind: str, shas: list[str]) -> dict[str, int]:

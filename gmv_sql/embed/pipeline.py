@@ -89,9 +89,14 @@ class ImageDataset:
 
         from PIL import Image, ImageOps
 
+        from gmv_sql.ingest.files import open_regular_file
+
         _, _, uri, sha256 = self.items[position]
         try:
-            with open(uri, "rb") as handle:
+            handle, reason = open_regular_file(uri)
+            if handle is None:
+                return position, None, reason
+            with handle:
                 data = handle.read()
             if hashlib.sha256(data).hexdigest() != sha256:
                 return position, None, "file changed since ingest (sha256 differs); ingest it again"

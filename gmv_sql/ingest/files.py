@@ -11,12 +11,14 @@ import hashlib
 import io
 import itertools
 import os
+import stat
 import warnings
 from collections import deque
 from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from PIL import Image, UnidentifiedImageError
 
@@ -31,6 +33,8 @@ DEFAULT_MAX_PIXELS = 89_478_485
 SUPPORTED_MODES = frozenset({"1", "L", "LA", "La", "P", "PA", "RGB", "RGBA", "RGBa", "RGBX", "CMYK", "YCbCr"})
 
 _CHUNK = 1 << 20
+# Files up to this size are read once into memory; larger ones are streamed.
+_IN_MEMORY_MAX = 256 << 20
 
 
 @dataclass(frozen=True)
@@ -73,26 +77,63 @@ def _first_line(exc: BaseException) -> str:
     return text[0] if text else type(exc).__name__
 
 
+def open_regular_file(path: str) -> tuple[BinaryIO | None, str | None]:
+    """(open binary file, None) or (None, reason). Opened non-blocking and checked with fstat, so a
+    named pipe, a device (/dev/zero) or a socket is refused without ever being read."""
+    try:
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
+    except IsADirectoryError:
+        return None, "unreadable: is a folder, not a file"
+    except FileNotFoundError:
+        return None, "unreadable: broken symbolic link" if os.path.islink(path) else "unreadable: no such file"
+    except OSError as exc:
+        return None, f"unreadable: {exc.strerror or _first_line(exc)}"
+    mode = os.fstat(fd).st_mode
+    if stat.S_ISDIR(mode):
+        os.close(fd)
+        return None, "unreadable: is a folder, not a file"
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        return None, "unreadable: not a regular file (named pipe, device or socket)"
+    return os.fdopen(fd, "rb"), None
+
+
+def sha256_of_handle(handle: BinaryIO) -> str:
+    digest = hashlib.sha256()
+    for block in iter(lambda: handle.read(_CHUNK), b""):
+        digest.update(block)
+    return digest.hexdigest()
+
+
 def check_file(path: str | os.PathLike, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> CheckedFile | BadFile:
     """Hash the bytes and decode the first frame; a BadFile with the reason when anything is wrong."""
     absolute = os.path.abspath(os.fspath(path))
-    try:
-        with open(absolute, "rb") as handle:
-            data = handle.read()
-    except IsADirectoryError:
-        return BadFile(absolute, "unreadable: is a folder, not a file")
-    except FileNotFoundError:
-        reason = "unreadable: broken symbolic link" if os.path.islink(absolute) else "unreadable: no such file"
-        return BadFile(absolute, reason)
-    except OSError as exc:
-        return BadFile(absolute, f"unreadable: {exc.strerror or _first_line(exc)}")
-    if not data:
-        return BadFile(absolute, "zero-byte file")
-    digest = hashlib.sha256(data).hexdigest()
+    handle, reason = open_regular_file(absolute)
+    if handle is None:
+        return BadFile(absolute, reason or "unreadable")
+    with handle:
+        try:
+            size = os.fstat(handle.fileno()).st_size
+            if size == 0:
+                return BadFile(absolute, "zero-byte file")
+            if size <= _IN_MEMORY_MAX:  # the usual case: one read serves hashing and decoding
+                data = handle.read()
+                digest = hashlib.sha256(data).hexdigest()
+                source: BinaryIO = io.BytesIO(data)
+            else:  # huge file: stream the hash, let Pillow read only what it decodes
+                digest = sha256_of_handle(handle)
+                handle.seek(0)
+                source = handle
+        except OSError as exc:
+            return BadFile(absolute, f"unreadable: {exc.strerror or _first_line(exc)}")
+        return _check_image(absolute, digest, source, max_pixels)
+
+
+def _check_image(absolute: str, digest: str, source: BinaryIO, max_pixels: int) -> CheckedFile | BadFile:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data))
+            image = Image.open(source)
             width, height = image.size
             if width * height > max_pixels:
                 return BadFile(
@@ -110,6 +151,8 @@ def check_file(path: str | os.PathLike, *, max_pixels: int = DEFAULT_MAX_PIXELS)
         return BadFile(absolute, "not an image (or a format Pillow cannot read)")
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         return BadFile(absolute, f"decompression bomb: {_first_line(exc)}")
+    except MemoryError:
+        return BadFile(absolute, "cannot decode image: out of memory (lower --max-pixels or fix the file)")
     except (OSError, SyntaxError, ValueError, EOFError) as exc:
         return BadFile(absolute, f"truncated or corrupt image: {_first_line(exc)}")
     except Exception as exc:  # noqa: BLE001 - a hostile file must never crash a 100k-file ingest

@@ -60,7 +60,9 @@ def _raw_records(path: Path) -> list[tuple[int, dict[str, Any] | None, str | Non
     """(line number, record or None, reason if broken) for every data line of the manifest."""
     fmt = manifest_format(path)
     try:
-        text = path.read_text(encoding="utf-8-sig")
+        # newline="": CSV quoted fields keep their \r and \n verbatim (the csv module splits records).
+        with path.open(encoding="utf-8-sig", newline="") as handle:
+            text = handle.read()
     except FileNotFoundError:
         raise InputError(f"manifest {str(path)!r} does not exist; check the --manifest path") from None
     except UnicodeDecodeError as exc:
@@ -69,7 +71,9 @@ def _raw_records(path: Path) -> list[tuple[int, dict[str, Any] | None, str | Non
         raise InputError(f"cannot read manifest {str(path)!r}: {exc.strerror}") from None
     records: list[tuple[int, dict[str, Any] | None, str | None]] = []
     if fmt == "jsonl":
-        for number, line in enumerate(text.splitlines(), start=1):
+        # Split on \n only: str.splitlines() would also split inside strings at U+2028, \x1c, \x85, ...
+        for number, line in enumerate(text.split("\n"), start=1):
+            line = line.removesuffix("\r")
             if not line.strip():
                 continue
             try:

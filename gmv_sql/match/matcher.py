@@ -23,7 +23,7 @@ from psycopg import sql
 
 from gmv_sql.db import connect as dbconnect
 from gmv_sql.embed.store import EmbeddingSpace
-from gmv_sql.errors import ConfigError, ConflictError, InputError
+from gmv_sql.errors import ConflictError, DatabaseError, InputError
 from gmv_sql.resources import query
 
 DEFAULT_K = 10
@@ -287,7 +287,7 @@ def _run_workers(
         exc = errors[0]
         if isinstance(exc, psycopg.Error):
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise ConfigError(f"matching space {space.name!r} failed: {first}; batches done so far are kept, fix and re-run") from exc
+            raise DatabaseError(f"matching space {space.name!r} failed: {first}; batches done so far are kept, fix and re-run") from exc
         raise exc
 
 

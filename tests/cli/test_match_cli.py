@@ -65,7 +65,7 @@ def test_recall_command(gmv, conn):
 
 
 def test_interrupt_keeps_committed_batches_and_rerun_finishes(gmv, conn):
-    seed(conn, n_training=3000, n_generated=400, dim=32)
+    seed(conn, n_training=2000, n_generated=300, dim=32)
     proc = gmv.popen("match", "--space", "test", "--k", "4", "--exact", "--batch", "1", "--workers", "1",
                      stdout=-1, stderr=-1, text=True)
     deadline = time.monotonic() + 60
@@ -78,10 +78,10 @@ def test_interrupt_keeps_committed_batches_and_rerun_finishes(gmv, conn):
     assert proc.returncode == 130, err
     assert "run the same command again" in err
     done = conn.execute("SELECT count(*), count(DISTINCT generated_id) FROM gmv.match").fetchone()
-    assert 0 < done[1] < 400 and done[0] == 4 * done[1]  # whole batches only
+    assert 0 < done[1] < 300 and done[0] == 4 * done[1]  # whole batches only
     out = gmv.run("match", "--space", "test", "--exact", "--batch", "300").stdout
-    assert f"matched {400 - done[1]:,} generated images" in out
-    assert conn.execute("SELECT count(*), count(DISTINCT generated_id) FROM gmv.match").fetchone() == (1600, 400)
+    assert f"matched {300 - done[1]:,} generated images" in out
+    assert conn.execute("SELECT count(*), count(DISTINCT generated_id) FROM gmv.match").fetchone() == (1200, 300)
 
 
 def test_space_without_training_vectors_says_so(gmv, conn):

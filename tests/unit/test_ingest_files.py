@@ -130,3 +130,10 @@ def test_threaded_check_keeps_input_order(tmp_path):
     assert [r.path for r in results] == [str(p) for p in paths]
     assert isinstance(results[7], BadFile)
     assert sum(isinstance(r, CheckedFile) for r in results) == 40
+
+
+def test_pipes_and_devices_are_refused_without_reading(tmp_path):
+    os.mkfifo(tmp_path / "pipe.png")  # opening it for a blocking read would hang forever
+    for path in (tmp_path / "pipe.png", Path("/dev/zero")):
+        result = check_file(path)
+        assert isinstance(result, BadFile) and "not a regular file" in result.reason, result

@@ -104,3 +104,15 @@ def test_unusable_manifests_are_one_line_errors(tmp_path, name, content, words):
 def test_missing_manifest(tmp_path):
     with pytest.raises(InputError, match="does not exist"):
         read_manifest(tmp_path / "nope.csv", "training", base=tmp_path)
+
+
+def test_control_characters_in_values_are_kept_verbatim(tmp_path):
+    csv_manifest = tmp_path / "m.csv"
+    with csv_manifest.open("w", newline="", encoding="utf-8") as fh:
+        fh.write('path,owner,license,note\r\na.png,o,l,"\rcarriage\r\nand\u2028separator"\r\n')
+    rows, bad = read_manifest(csv_manifest, "training", base=tmp_path)
+    assert bad == [] and rows[0].attributes == {"note": "\rcarriage\r\nand\u2028separator"}
+    jsonl = tmp_path / "m.jsonl"
+    jsonl.write_text(json.dumps({"path": "a.png", "owner": "o", "license": "l", "note": "x\u2028y\x1cz"}, ensure_ascii=False) + "\r\n", encoding="utf-8", newline="")
+    rows, bad = read_manifest(jsonl, "training", base=tmp_path)
+    assert bad == [] and rows[0].attributes == {"note": "x\u2028y\x1cz"}
