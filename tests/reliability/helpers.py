@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import resource
+import subprocess
 from pathlib import Path
 
 import numpy as np
 import psycopg
+import pytest
 from psycopg import sql
 
 from gmv_sql.embed import store
@@ -222,3 +225,22 @@ def refused(gmv, *args: object) -> str:
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("Error: "), result.output
     return lines[0]
+
+
+MEMORY_LIMIT = 2 << 30  # address space per bounded gmv process: ample for ingest and import, not for /dev/zero
+
+
+def _limit_memory() -> None:
+    resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, MEMORY_LIMIT))
+
+
+def run_bounded(gmv, *args, timeout: float = 60) -> subprocess.CompletedProcess:
+    """Run gmv as a process with a memory cap; a hang past timeout is a failure, not a stuck suite."""
+    proc = gmv.popen(*args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=_limit_memory)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate()
+        pytest.fail(f"gmv {' '.join(map(str, args))} still running after {timeout}s (hang):\n{err[-2000:]}")
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import resource
 import struct
 import subprocess
 import zlib
@@ -17,11 +16,9 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from tests.reliability.helpers import HOSTILE_NAMES, relations, sha256_file, write_png
+from tests.reliability.helpers import HOSTILE_NAMES, relations, run_bounded, sha256_file, write_png
 
 pytestmark = pytest.mark.timeout(90)
-
-MEMORY_LIMIT = 2 << 30  # bytes of address space for each gmv process (ingest needs ~0.3 GB)
 
 HOSTILE_FILENAMES = [
     "O'Brien;.png",
@@ -35,22 +32,6 @@ HOSTILE_FILENAMES = [
     "%s %(x)s {0}.png",
     "-rf.png",
 ]
-
-
-def _limit_memory() -> None:
-    resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, MEMORY_LIMIT))
-
-
-def run_bounded(gmv, *args, timeout: float = 60) -> subprocess.CompletedProcess:
-    """Run gmv as a process with a memory cap; a hang past timeout is a failure, not a stuck suite."""
-    proc = gmv.popen(*args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=_limit_memory)
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        out, err = proc.communicate()
-        pytest.fail(f"gmv {' '.join(map(str, args))} still running after {timeout}s (hang):\n{err[-2000:]}")
-    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 
 def _no_traceback(result: subprocess.CompletedProcess) -> None:

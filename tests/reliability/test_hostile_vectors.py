@@ -10,8 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.reliability.helpers import fingerprints, refused, seed
-from tests.reliability.test_hostile_ingest import run_bounded
+from tests.reliability.helpers import fingerprints, refused, run_bounded, seed
 
 pytestmark = pytest.mark.timeout(60)
 

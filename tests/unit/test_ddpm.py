@@ -9,6 +9,17 @@ torch = pytest.importorskip("torch")
 
 from gmv_sql.demo.ddpm import DDPM, DDPMConfig  # noqa: E402
 
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny matrices: on a busy 2-core machine two OpenMP threads spin against each other (10x slower)."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
 TINY = DDPMConfig(timesteps=20, hidden=32, layers=2, train_steps=300, batch_size=32, learning_rate=3e-3)
 
 
