@@ -21,12 +21,15 @@ from psycopg import sql
 
 from gmv_sql.embed import store
 from gmv_sql.embed.models import Embedder, l2_normalise
-from gmv_sql.errors import ConfigError
+from gmv_sql.errors import ConfigError, ConflictError
 from gmv_sql.progress import Progress
 
 # A first load at least this large drops the HNSW index and rebuilds it after.
 BULK_REBUILD_MIN_ROWS = 10_000
 FLUSH_ROWS = 4096
+# Advisory-lock keys (this constant, space_id): one gmv embed per space at a time, so two runs never
+# embed the same image twice.
+_LOCK_KEY = 0x656D62  # "emb"
 
 
 @dataclass
@@ -163,6 +166,30 @@ def embed_missing(
     flush_rows: int | None = None,
 ) -> EmbedResult:
     """Embed every image of both kinds that has no vector in space; conn must be autocommit."""
+    locked = conn.execute("SELECT pg_try_advisory_lock(%s, %s)", (_LOCK_KEY, space.space_id)).fetchone()[0]
+    if not locked:
+        raise ConflictError(
+            f"another gmv embed is running for space {space.name!r}; wait for it to finish, then run this again"
+        )
+    try:
+        return _embed_missing(conn, space, embedder, device=device, batch_size=batch_size, workers=workers,
+                              report=report, progress=progress, flush_rows=flush_rows)
+    finally:
+        conn.execute("SELECT pg_advisory_unlock(%s, %s)", (_LOCK_KEY, space.space_id))
+
+
+def _embed_missing(
+    conn: psycopg.Connection,
+    space: store.EmbeddingSpace,
+    embedder: Embedder,
+    *,
+    device: str,
+    batch_size: int,
+    workers: int | None,
+    report: Callable[[str], None],
+    progress: bool,
+    flush_rows: int | None,
+) -> EmbedResult:
     import torch
 
     started = time.monotonic()

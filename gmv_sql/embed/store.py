@@ -88,7 +88,7 @@ def get_space(conn: psycopg.Connection, name: str) -> EmbeddingSpace:
     row = conn.execute(f"SELECT {_COLUMNS} FROM gmv.embedding_space WHERE name = %s", (name,)).fetchone()
     if row is None:
         known = ", ".join(s.name for s in list_spaces(conn)) or "none yet"
-        raise NotFoundError(f"no embedding space {name!r} (known: {known}); create one with `gmv embed --space {name}`")
+        raise NotFoundError(f"no embedding space {name!r} (known: {known}); create one with `gmv embed --space NAME`")
     return _from_row(row)
 
 
@@ -119,8 +119,13 @@ def get_or_create_space(
     hnsw_m: int = 16,
     hnsw_ef_construction: int = 64,
 ) -> EmbeddingSpace:
-    """Return the space, creating it and its tables; refuse if it exists with another model/dim/weights."""
+    """Return the space, creating it and its tables; refuse if it exists with another model/dim/weights.
+
+    Call inside a transaction: two processes creating the same space queue on a transaction lock,
+    and the second then finds the first one's space instead of failing on the unique name.
+    """
     preprocessing = preprocessing or {}
+    conn.execute("SELECT pg_advisory_xact_lock(hashtext('gmv.embedding_space'))")
     row = conn.execute(f"SELECT {_COLUMNS} FROM gmv.embedding_space WHERE name = %s", (name,)).fetchone()
     if row is not None:
         space = _from_row(row)

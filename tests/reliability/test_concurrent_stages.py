@@ -20,7 +20,7 @@ def _both(gmv, *args: str) -> list[subprocess.CompletedProcess]:
     for proc in procs:
         out, err = proc.communicate(timeout=150)
         results.append(subprocess.CompletedProcess(proc.args, proc.returncode, out, err))
-    print(f"\n{' '.join(args[:1])}: two at once exited {[r.returncode for r in results]}")
+    print(f"\n{args[0]}: two at once exited {[r.returncode for r in results]}; {[r.stderr.strip().splitlines()[-1:] for r in results if r.returncode]}")
     for r in results:
         assert "Traceback" not in r.stderr, r.stderr[-3000:]
         if r.returncode != 0:

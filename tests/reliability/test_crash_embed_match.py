@@ -129,13 +129,13 @@ FROM gmv.match m JOIN gmv.generated_image g USING (generated_id) JOIN gmv.traini
 @pytest.mark.timeout(240)
 @pytest.mark.parametrize("exact", [True, False], ids=["exact", "hnsw"])
 def test_sigkill_mid_match_then_rerun_equals_uninterrupted_run(gmv, fresh_gmv, exact):
-    n_generated, k = 1500, 5
+    n_generated, k = 900, 5
     for url in (gmv.url, fresh_gmv.url):
         with psycopg.connect(url) as conn:
             from pgvector.psycopg import register_vector
 
             register_vector(conn)
-            seed(conn, n_training=1500, n_generated=n_generated, dim=16, k=k, with_matches=False)
+            seed(conn, n_training=1000, n_generated=n_generated, dim=16, k=k, with_matches=False)
     args = ["match", "--space", "rel", "--k", str(k), "--batch", "10", "--workers", "2"]
     if exact:
         args.append("--exact")
