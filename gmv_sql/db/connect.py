@@ -11,6 +11,7 @@ from gmv_sql.config import external_database_url
 from gmv_sql.errors import DatabaseError
 
 MIN_PGVECTOR = (0, 8, 0)
+MIN_SERVER_VERSION = 160000
 
 
 def database_url(cli_url: str | None = None) -> str:
@@ -80,13 +81,18 @@ def pgvector_versions(conn: psycopg.Connection) -> tuple[str | None, str | None]
 
 def check_pgvector(conn: psycopg.Connection, *, allow_missing: bool = False) -> str | None:
     """Raise a one-line DatabaseError unless pgvector >= 0.8 is usable; return the installed version."""
-    installed, available = pgvector_versions(conn)
     where = f"database {conn.info.dbname!r} on {conn.info.host or 'localhost'}"
+    installed, available = pgvector_versions(conn)
     if installed is None and available is None:
         raise DatabaseError(
             f"{where} has no pgvector extension; install pgvector >= 0.8 on that server "
             "(or use the pgvector/pgvector:pg17 image of docker-compose.yml), or unset GMV_DATABASE_URL "
             "to use the embedded server"
+        )
+    if conn.info.server_version < MIN_SERVER_VERSION:
+        raise DatabaseError(
+            f"{where} runs PostgreSQL {conn.info.server_version // 10000}, gmv needs 16 or newer "
+            "(vector columns stored inline); upgrade the server or unset GMV_DATABASE_URL to use the embedded one"
         )
     version = installed or available
     if parse_version(version) < MIN_PGVECTOR:
