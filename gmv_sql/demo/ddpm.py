@@ -67,7 +67,8 @@ class DDPM:
         n_pixels = image_shape[0] * image_shape[1]
         self.model = MLPDenoiser(n_pixels, n_classes, config.hidden, config.layers)
         betas = torch.linspace(config.beta_start, config.beta_end * 1000 / config.timesteps, config.timesteps)
-        self.betas = betas.clamp(max=0.999)
+        # Few steps scale the betas up; past ~0.2 the reverse step divides by sqrt(1 - beta) ~ 0 and blows up.
+        self.betas = betas.clamp(max=0.2)
         self.alphas = 1.0 - self.betas
         self.alpha_bars = torch.cumprod(self.alphas, dim=0)
 

@@ -33,7 +33,7 @@ DEFAULT_EF_SEARCH = 100
 MAX_EF_SEARCH = 1000  # pgvector's upper bound for hnsw.ef_search
 DEFAULT_BATCH = 200
 # Two int4 advisory-lock keys: (this constant, space_id). One gmv match per space at a time.
-_LOCK_KEY = 0x676D76  # "gmv"
+_LOCK_KEY = 0x6D6174  # "mat" (gmv embed uses "emb")
 
 
 def default_workers() -> int:

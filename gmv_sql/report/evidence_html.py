@@ -38,7 +38,7 @@ body { font-family: -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; mar
        background: #fff; max-width: 1400px; }
 h1 { font-size: 22px; margin-bottom: 4px; } h2 { font-size: 18px; margin-top: 32px; border-bottom: 1px solid #ddd; }
 .meta { color: #555; font-size: 13px; } .plots img { max-width: 640px; margin: 8px 16px 8px 0; vertical-align: top; }
-.row { display: flex; align-items: flex-start; gap: 10px; margin: 14px 0; padding: 10px; border: 1px solid #e4e4e4;
+.row { display: flex; flex-wrap: wrap; align-items: flex-start; gap: 10px; margin: 14px 0; padding: 10px; border: 1px solid #e4e4e4;
        border-radius: 6px; }
 .generated { background: #f3f7ff; padding: 6px; border-radius: 4px; min-width: 112px; }
 .cell { width: 112px; font-size: 11px; line-height: 1.35; overflow-wrap: anywhere; }

@@ -27,9 +27,10 @@ PROMISED = (
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(1500)  # minutes on a quiet 2-core machine; far longer when it is shared
 def test_quick_demo_values_members_above_nonmembers(gmv, tmp_path, conn):
     output = tmp_path / "demo"
-    proc = gmv.run("demo", "--quick", "--output", output, timeout=900)
+    proc = gmv.run("demo", "--quick", "--output", output, timeout=1400)
     out = proc.stdout
 
     # Every promised file exists, is non-empty and is named in the output.
@@ -37,7 +38,7 @@ def test_quick_demo_values_members_above_nonmembers(gmv, tmp_path, conn):
         path = output / name
         assert path.is_file() and path.stat().st_size > 0, name
         assert str(path) in out, name
-    assert len(list((output / "data" / "generated").glob("*.png"))) >= 150
+    assert len(list((output / "data" / "generated").glob("*.png"))) >= 500
 
     # The paper's membership result: members valued above held-out non-members, p < 0.01.
     summary = json.loads((output / "summary.json").read_text())
