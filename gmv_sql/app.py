@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import click
@@ -39,12 +38,6 @@ class App:
     def connect(self, *, autocommit: bool = False) -> psycopg.Connection:
         self.ensure_schema()
         return dbconnect.connect(self.url, autocommit=autocommit)
-
-    @contextmanager
-    def transaction(self):
-        """A connection whose work commits on success and rolls back entirely on any error."""
-        with self.connect() as conn:
-            yield conn
 
 
 pass_app = click.make_pass_decorator(App, ensure=True)

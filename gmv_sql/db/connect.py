@@ -114,13 +114,17 @@ def connect(url: str, *, autocommit: bool = False, register_vector: bool = True,
         raise DatabaseError(
             f"cannot connect to {mask_password(url)}: {reason}; check --database-url / GMV_DATABASE_URL"
         ) from exc
-    if register_vector:
-        try:
+    try:
+        if register_vector:
             check_pgvector(conn)
             _register(conn)
-        except BaseException:
-            conn.close()
-            raise
+        if not autocommit:
+            # End the transaction the checks opened, so the caller's conn.transaction() is a real
+            # transaction that commits, not a savepoint inside ours.
+            conn.commit()
+    except BaseException:
+        conn.close()
+        raise
     return conn
 
 
