@@ -78,6 +78,14 @@ def test_embedded_server_lifecycle(tmp_path):
         url = gmv("db", "url").stdout.strip()
         with psycopg.connect(url) as conn:  # what psql does with the same URL
             assert conn.execute("SELECT * FROM report.training_value LIMIT 1").fetchall() == []
+            # Tuned for vector work on first start (initdb's 128MB cannot hold an HNSW index).
+            from gmv_sql.db.embedded import recommended_settings
+
+            wanted = recommended_settings()["shared_buffers"]
+            assert conn.execute(
+                "SELECT pg_size_bytes(current_setting('shared_buffers')) = pg_size_bytes(%s)", (wanted,)
+            ).fetchone()[0]
+            assert conn.execute("SHOW jit").fetchone()[0] == "off"
         # The server outlives the gmv process that started it.
         assert psycopg.connect(url).close() is None
     finally:

@@ -99,7 +99,7 @@ def test_reset_empties_an_external_database(db_url, conn):
     for table in ("training_image", "generated_image", "owner", "license", "embedding_space", "match"):
         assert conn.execute(f"SELECT count(*) FROM gmv.{table}").fetchone()[0] == 0, table
     leftover = conn.execute(
-        "SELECT count(*) FROM pg_tables WHERE schemaname = 'gmv' AND tablename LIKE '%embedding_%'"
+        "SELECT count(*) FROM pg_tables WHERE schemaname = 'gmv' AND tablename ~ '^(training|generated)_embedding_'"
     ).fetchone()[0]
     assert leftover == 0
     # The schemes (schema data, not user data) stay.

@@ -10,7 +10,6 @@ torch = pytest.importorskip("torch")
 from gmv_sql.demo.ddpm import DDPM, DDPMConfig  # noqa: E402
 
 
-
 @pytest.fixture(autouse=True)
 def one_thread():
     """Tiny matrices: on a busy 2-core machine two OpenMP threads spin against each other (10x slower)."""
