@@ -18,6 +18,7 @@ class Progress:
         self.enabled = enabled
         self._start = time.monotonic()
         self._last_draw = 0.0
+        self._drawn_done: int | None = None
         self._tty = sys.stderr.isatty()
         self._interval = 0.2 if self._tty else 5.0
 
@@ -59,6 +60,9 @@ class Progress:
     def _draw(self, *, final: bool) -> None:
         if not self.enabled:
             return
+        if final and not self._tty and self._drawn_done == self.done:
+            return  # in logs, do not repeat the line just printed
+        self._drawn_done = self.done
         text = self.line()
         if self._tty:
             sys.stderr.write("\r\033[K" + text + ("\n" if final else ""))
