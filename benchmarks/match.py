@@ -34,6 +34,7 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from common import fresh_database  # noqa: E402  (benchmarks/common.py; this script's folder is on sys.path)
 
 # --------------------------------------------------------------------------- data
 
@@ -209,23 +210,6 @@ def server(args, workdir: Path) -> tuple[str, int | None]:
                    user=pg.system_user)
     pid = int((workdir / "pgdata" / "postmaster.pid").read_text().split()[0])
     return url, pid
-
-
-def fresh_database(admin_url: str, name: str) -> str:
-    import psycopg
-    from psycopg import sql
-    from psycopg.conninfo import conninfo_to_dict, make_conninfo
-
-    from gmv_sql.db.migrate import upgrade
-
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    params = conninfo_to_dict(admin_url)
-    params["dbname"] = name
-    url = make_conninfo(**params)
-    upgrade(url)
-    return url
 
 
 def load_images(conn, n_train: int, n_gen: int) -> None:
