@@ -9,7 +9,6 @@ is valued above a random non-member (ties count one half), which is Mann-Whitney
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 import math
 import re
@@ -20,6 +19,7 @@ import numpy as np
 import psycopg
 
 from gmv_sql.errors import ConflictError, InputError, NotFoundError
+from gmv_sql.ingest.files import sha256_file
 
 _SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
 
@@ -154,18 +154,12 @@ def read_image_list(path: Path) -> list[ListedImage]:
         candidate = Path(value).expanduser()
         if not candidate.is_absolute():
             candidate = base / candidate
-        result.append(ListedImage(where, value, _sha256_file(candidate) if candidate.is_file() else None))
+        result.append(ListedImage(where, value, sha256_file(candidate) if candidate.is_file() else None))
     if not result:
         raise InputError(f"list file {str(path)!r} names no images; give one sha256 or path per line")
     return result
 
 
-def _sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 _VALUES_QUERY = """

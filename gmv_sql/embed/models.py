@@ -17,7 +17,6 @@ torch and torchvision are imported inside functions only, so `gmv --help` and SQ
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -27,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from gmv_sql.errors import ConfigError, InputError
+from gmv_sql.ingest.files import sha256_file
 
 DEFAULT_MODEL = "efficientnet-lite0"
 TORCHVISION_MODELS = {"vgg16": 512, "vgg19": 512, "resnet18": 512, "resnet50": 2048, "vit_b_16": 768}
@@ -57,12 +57,6 @@ class Embedder:
         return self
 
 
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def torch_home_checkpoints() -> Path:

@@ -105,6 +105,12 @@ def sha256_of_handle(handle: BinaryIO) -> str:
     return digest.hexdigest()
 
 
+def sha256_file(path: str | os.PathLike) -> str:
+    """The identity of a file: sha256 of its bytes (the same digest ingest stores)."""
+    with open(path, "rb") as handle:
+        return sha256_of_handle(handle)
+
+
 def check_file(path: str | os.PathLike, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> CheckedFile | BadFile:
     """Hash the bytes and decode the first frame; a BadFile with the reason when anything is wrong."""
     absolute = os.path.abspath(os.fspath(path))
