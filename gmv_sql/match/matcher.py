@@ -33,7 +33,7 @@ DEFAULT_EF_SEARCH = 100
 MAX_EF_SEARCH = 1000  # pgvector's upper bound for hnsw.ef_search
 DEFAULT_BATCH = 200
 # Two int4 advisory-lock keys: (this constant, space_id). One gmv match per space at a time.
-_LOCK_KEY = 0x6D6174  # "mat" (gmv embed uses "emb")
+MATCH_LOCK_KEY = 0x6D6174  # "mat" (gmv embed uses "emb"); image deletes wait for it (migration 0003)
 
 
 def default_workers() -> int:
@@ -60,25 +60,32 @@ def render(name: str, space: EmbeddingSpace) -> sql.Composed:
 def apply_search_settings(
     conn: psycopg.Connection, *, k: int, ef_search: int, exact: bool, n_ineligible: int = 0
 ) -> None:
-    """SET LOCAL (this transaction only) the planner and pgvector settings of a match query."""
-    statements = [
-        "SET LOCAL jit = off",  # JIT compiles per statement and only costs time on these short plans
-        "SET LOCAL max_parallel_workers_per_gather = 0",  # parallelism comes from our connections
-    ]
+    """SET LOCAL (this transaction only) the planner and pgvector settings of a match query, in one round trip."""
+    settings = {
+        "jit": "off",  # JIT compiles per statement and only costs time on these short plans
+        "max_parallel_workers_per_gather": "0",  # parallelism comes from our connections
+    }
     if exact:
         # Without index scans the planner must compute every distance: an exact top-k.
-        statements += ["SET LOCAL enable_indexscan = off", "SET LOCAL enable_bitmapscan = off"]
+        settings |= {"enable_indexscan": "off", "enable_bitmapscan": "off"}
     else:
-        # strict_order: keep walking the graph past filtered-out rows, results still in exact order.
-        # max_scan_tuples must let the walk pass every ineligible row if they all happen to be nearest.
-        max_scan = max(20_000, 2 * (n_ineligible + ef_search + k))
-        statements += [
-            f"SET LOCAL hnsw.ef_search = {int(ef_search)}",
-            "SET LOCAL hnsw.iterative_scan = strict_order",
-            f"SET LOCAL hnsw.max_scan_tuples = {int(max_scan)}",
-        ]
-    for statement in statements:
-        conn.execute(statement)
+        settings["hnsw.ef_search"] = str(int(ef_search))
+        if n_ineligible:
+            # strict_order: keep walking the graph past filtered-out rows, results still in exact order.
+            # max_scan_tuples must let the walk pass every ineligible row if they all happen to be nearest.
+            # Only when something is filtered: the iterative scan keeps every discarded candidate and
+            # costs ~15% of the matching rate for nothing otherwise (docs/BENCHMARKS.md).
+            settings["hnsw.iterative_scan"] = "strict_order"
+            settings["hnsw.max_scan_tuples"] = str(max(20_000, 2 * (n_ineligible + ef_search + k)))
+        else:
+            settings["hnsw.iterative_scan"] = "off"
+    names = list(settings)
+    conn.execute(
+        sql.SQL("SELECT {}").format(
+            sql.SQL(", ").join(sql.SQL("set_config({}, {}, true)").format(sql.Literal(n), sql.Placeholder()) for n in names)
+        ),
+        [settings[n] for n in names],
+    )
 
 
 @dataclass
@@ -154,7 +161,7 @@ def match_space(
         raise InputError(f"--workers {workers} must be at least 1")
     started = time.monotonic()
     with dbconnect.connect(url, autocommit=True) as conn:
-        locked = conn.execute("SELECT pg_try_advisory_lock(%s, %s)", (_LOCK_KEY, space.space_id)).fetchone()[0]
+        locked = conn.execute("SELECT pg_try_advisory_lock(%s, %s)", (MATCH_LOCK_KEY, space.space_id)).fetchone()[0]
         if not locked:
             raise ConflictError(
                 f"another gmv match is running for space {space.name!r}; wait for it to finish, then run this again"
@@ -189,7 +196,7 @@ def match_space(
             _run_workers(url, space, work, n_workers, k=k, ef=ef, exact=exact, ineligible=ineligible,
                          expected=expected, totals=totals, on_progress=on_progress)
         finally:
-            conn.execute("SELECT pg_advisory_unlock(%s, %s)", (_LOCK_KEY, space.space_id))
+            conn.execute("SELECT pg_advisory_unlock(%s, %s)", (MATCH_LOCK_KEY, space.space_id))
     return MatchResult(
         space=space.name, k=k, ef_search=ef, exact=exact, matched=totals["matched"], rows=totals["rows"],
         seconds=time.monotonic() - started, without_vector=without_vector, exact_fallback=totals["fallback"],

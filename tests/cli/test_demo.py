@@ -67,6 +67,9 @@ def test_quick_demo_values_members_above_nonmembers(gmv, tmp_path, conn):
     assert counts[0] == summary["counts"]["members"] + summary["counts"]["nonmembers"]
     assert counts[1] == summary["counts"]["generated"]
     assert counts[2] == 1 and counts[3] == 0  # one image opted out, and never matched
+    # efficientnet-lite0 at the demo's small input size (docs/DEMO.md: faster, and a clearer signal).
+    assert conn.execute("SELECT model, preprocessing ->> 'center_crop' FROM gmv.embedding_space").fetchall() == [
+        ("efficientnet-lite0", "64")]
 
     # The evidence page is one self-contained file.
     page = (output / "evidence.html").read_text(encoding="utf-8")

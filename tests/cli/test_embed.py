@@ -91,6 +91,23 @@ def test_default_model_is_efficientnet_lite0_with_packaged_weights(gmv, conn, tm
     assert not np.allclose(vectors[0], vectors[1])
 
 
+def test_image_size_is_part_of_the_space_and_kept_on_later_runs(gmv, conn, tmp_path):
+    ingest_some(gmv, tmp_path, 2, 1, size=(40, 30))
+    gmv("embed", "--space", "small", "--image-size", "64", "--batch-size", "2", "-q")
+    space = store.get_space(conn, "small")
+    assert (space.preprocessing["center_crop"], space.preprocessing["resize_shorter"]) == (64, 73)
+    make_image(tmp_path / "more" / "late.png", size=(20, 20), seed=99)
+    gmv("ingest", "training", str(tmp_path / "more"), "--owner", "o", "--license", "l")
+    gmv("embed", "--space", "small", "-q")  # no --image-size: the space's 64 is kept, not refused
+    assert store.missing(conn, space, "training") == []
+    other = gmv("embed", "--space", "small", "--image-size", "96", "-q", ok=False)
+    assert "preprocessing" in other.output and "another --space" in other.output
+    for bad in (["--image-size", "16"], ["--model", "pixels", "--image-size", "64"],
+                ["--model", "vit_b_16", "--random-init", "--image-size", "64"]):
+        result = gmv("embed", "--space", "x", *bad, ok=False)
+        assert result.exit_code != 0 and "image-size" in result.output, result.output
+
+
 def _save_random_state_dict(model_name: str, path: Path, seed: int = 7) -> None:
     import torch
     import torchvision

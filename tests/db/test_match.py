@@ -188,8 +188,8 @@ def test_recall_against_exact(conn):
 def test_one_match_per_space_at_a_time(conn, db_url):
     world = seed(conn, n_training=20, n_generated=3, dim=4)
     space = world["space"]
-    conn.execute("SELECT pg_advisory_lock(%s, %s)", (matcher._LOCK_KEY, space.space_id))  # as a running match holds it
+    conn.execute("SELECT pg_advisory_lock(%s, %s)", (matcher.MATCH_LOCK_KEY, space.space_id))  # as a running match holds it
     with pytest.raises(ConflictError, match="another gmv match is running for space 'test'"):
         matcher.match_space(db_url, space, k=2)
-    conn.execute("SELECT pg_advisory_unlock(%s, %s)", (matcher._LOCK_KEY, space.space_id))
+    conn.execute("SELECT pg_advisory_unlock(%s, %s)", (matcher.MATCH_LOCK_KEY, space.space_id))
     assert matcher.match_space(db_url, space, k=2).matched == 3

@@ -39,6 +39,17 @@ def test_vectors_round_trip_exactly(conn, dim):
     np.testing.assert_array_equal(_read_back(conn, space, "training", ids), vectors)
 
 
+def test_copy_streamed_in_several_pieces_round_trips(conn):
+    """More rows than one piece of the stream (store.COPY_PIECE_ROWS), ids out of order."""
+    n = 2 * store.COPY_PIECE_ROWS + 7
+    rng = np.random.default_rng(7)
+    ids = rng.permutation(_training(conn, n))
+    space = store.get_or_create_space(conn, "p", model="m", dim=3)
+    vectors = rng.normal(size=(n, 3)).astype(np.float32)
+    assert store.copy_vectors(conn, space, "training", ids, vectors) == n
+    np.testing.assert_array_equal(_read_back(conn, space, "training", ids), vectors)
+
+
 def test_halfvec_round_trip_is_exact_for_half_precision_values(conn):
     rng = np.random.default_rng(1)
     ids = _training(conn, 20)

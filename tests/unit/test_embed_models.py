@@ -98,3 +98,16 @@ def test_read_parquet_rejects_ragged_vectors(tmp_path):
     pq.write_table(pa.table({"id": ["a"], "vector": [[1.0]]}), tmp_path / "n.parquet")
     with pytest.raises(InputError, match="needs columns sha256"):
         read_vectors(tmp_path / "n.parquet")
+
+
+def test_image_size_scales_resize_and_crop():
+    embedder = build_embedder("efficientnet-lite0", random_init=True, image_size=96)
+    assert (embedder.preprocessing["resize_shorter"], embedder.preprocessing["center_crop"]) == (110, 96)
+    x = embedder.transform(Image.new("RGB", (50, 30)))
+    assert tuple(x.shape) == (3, 96, 96)
+    assert embedder.forward(x[None]).shape == (1, 1280)
+    assert build_embedder("efficientnet-lite0", random_init=True).preprocessing["center_crop"] == 224
+    with pytest.raises(ConfigError, match="vit_b_16 works at 224 only"):
+        build_embedder("vit_b_16", random_init=True, image_size=128)
+    with pytest.raises(ConfigError, match="--pixels-size"):
+        build_embedder("pixels", image_size=64)
