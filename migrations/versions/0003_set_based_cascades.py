@@ -13,6 +13,12 @@ A delete racing a running `gmv embed`, `gmv embed import` or `gmv match` could o
 behind for an image deleted after that command read it: the trigger first waits for them (each
 holds advisory lock (key, space_id), keys below), so their rows are committed and deleted too.
 
+Also: the two credit materialized views get `vacuum_truncate = false`. REFRESH … CONCURRENTLY
+deletes and inserts rows in them, autovacuum then may truncate their empty tail pages, and that
+truncation takes an ACCESS EXCLUSIVE lock for a moment: the one way a report reader could still
+wait on a lock during refreshes (seen once in tests/reliability/test_refresh_under_load.py). Without
+truncation the freed pages are simply reused by the next refresh.
+
 Revision ID: 0003_set_based_cascades
 Revises: 0002_derived
 Create Date: 2026-11-29
@@ -101,6 +107,9 @@ BEGIN
 END
 $$;
 
+ALTER MATERIALIZED VIEW gmv.training_credit SET (vacuum_truncate = false);
+ALTER MATERIALIZED VIEW gmv.training_credit_monthly SET (vacuum_truncate = false);
+
 CREATE TRIGGER cascade_delete AFTER DELETE ON gmv.training_image
     REFERENCING OLD TABLE AS gone FOR EACH STATEMENT EXECUTE FUNCTION gmv.cascade_delete();
 CREATE TRIGGER cascade_delete AFTER DELETE ON gmv.generated_image
@@ -116,6 +125,8 @@ CREATE TRIGGER cascade_truncate AFTER TRUNCATE ON gmv.embedding_space
 """
 
 DOWNGRADE = r"""
+ALTER MATERIALIZED VIEW gmv.training_credit RESET (vacuum_truncate);
+ALTER MATERIALIZED VIEW gmv.training_credit_monthly RESET (vacuum_truncate);
 DROP TRIGGER cascade_delete ON gmv.training_image;
 DROP TRIGGER cascade_delete ON gmv.generated_image;
 DROP TRIGGER cascade_delete ON gmv.embedding_space;

@@ -148,3 +148,4 @@ def _migration():
 def test_migration_lock_keys_are_the_writers():
     module = _migration()
     assert (module.MATCH_LOCK_KEY, module.EMBED_LOCK_KEY) == (matcher.MATCH_LOCK_KEY, EMBED_LOCK_KEY)
+

@@ -160,3 +160,14 @@ def test_report_views_agree_with_credit(conn, db_url):
         "SELECT generated_id, sum(weight) FROM report.attribution WHERE scheme = 'uniform' GROUP BY 1"
     ).fetchall()
     assert len(attribution) == 20 and all(w == pytest.approx(1.0) for _, w in attribution)
+
+
+def test_credit_views_are_never_truncated_by_vacuum(conn):
+    """Vacuum truncation takes ACCESS EXCLUSIVE for a moment: report readers must never wait on it."""
+    conn.execute("REFRESH MATERIALIZED VIEW gmv.training_credit")  # a plain refresh makes a new heap: kept too
+    conn.execute("REFRESH MATERIALIZED VIEW CONCURRENTLY gmv.training_credit_monthly")
+    rows = conn.execute(
+        "SELECT relname, reloptions FROM pg_class WHERE relname IN ('training_credit', 'training_credit_monthly') "
+        "AND relnamespace = 'gmv'::regnamespace ORDER BY 1"
+    ).fetchall()
+    assert rows == [("training_credit", ["vacuum_truncate=false"]), ("training_credit_monthly", ["vacuum_truncate=false"])]
