@@ -191,7 +191,7 @@ def validate_vectors(vectors: np.ndarray, space: EmbeddingSpace, source: str) ->
 COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + (0).to_bytes(4, "big") + (0).to_bytes(4, "big")  # signature, flags, ext. length
 COPY_TRAILER = (-1).to_bytes(2, "big", signed=True)
 # Rows per piece of the COPY stream (~4 MB at 512-d): numpy builds the next piece while a writer
-# thread sends this one and the server stores it (measured +27-33% rows/s, docs/BENCHMARKS.md).
+# thread sends this one and the server stores it (the rates with and without it: docs/BENCHMARKS.md).
 COPY_PIECE_ROWS = 2048
 
 
