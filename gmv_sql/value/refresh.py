@@ -10,7 +10,6 @@ import psycopg
 from gmv_sql.resources import query
 
 VIEWS = ("training_credit", "training_credit_monthly")
-REFRESH_WORK_MEM = "256MB"
 
 
 @dataclass
@@ -30,9 +29,8 @@ def refresh(conn: psycopg.Connection) -> list[RefreshResult]:
     results = []
     with conn.transaction():
         conn.execute("SET LOCAL jit = off")
-        # The windows of gmv.match_weight sort every match row once per scheme; with the 4MB
-        # default those sorts spill to disk.
-        conn.execute(f"SET LOCAL work_mem = '{REFRESH_WORK_MEM}'")
+        # work_mem stays the server's: raising it to 256MB (so the window sorts of gmv.match_weight
+        # would not spill) made both refreshes ~2x slower over 1M match rows (docs/BENCHMARKS.md).
         for view in VIEWS:
             started = time.monotonic()
             conn.execute(query("value", f"refresh_{view}"))
