@@ -35,6 +35,7 @@ sys.path.insert(0, str(REPO))
 
 from common import fresh_database, private_server  # noqa: E402  (benchmarks/common.py; this script's folder is on sys.path)
 
+from gmv_sql import spaces  # noqa: E402
 from gmv_sql.db.connect import connect  # noqa: E402
 from gmv_sql.embed import store  # noqa: E402
 
@@ -64,7 +65,7 @@ def bench_vectors(url: str, rows: int, naive_rows: int, dims: list[int], chunk: 
         ids = seed_training(conn, rows)
         rng = np.random.default_rng(0)
         for dim in dims:
-            space = store.get_or_create_space(conn, f"bench{dim}", model="bench", dim=dim)
+            space = spaces.get_or_create_space(conn, f"bench{dim}", model="bench", dim=dim)
             vectors = rng.normal(size=(rows, dim)).astype(np.float32)
             vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
             store.drop_index(conn, space)

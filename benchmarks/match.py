@@ -26,6 +26,7 @@ import sys
 import tempfile
 import threading
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -225,6 +226,7 @@ def load_images(conn, n_train: int, n_gen: int) -> None:
 
 def run_sql(admin_url: str, pid: int | None, train_path: Path, gen_path: Path, args) -> tuple[list[tuple[dict, np.ndarray]], str]:
     """Load, build the index once, then `gmv match` (all generated, --rematch) at every ef_search."""
+    from gmv_sql import spaces
     from gmv_sql.db.connect import connect
     from gmv_sql.embed import store
     from gmv_sql.match import matcher
@@ -237,7 +239,7 @@ def run_sql(admin_url: str, pid: int | None, train_path: Path, gen_path: Path, a
     with connect(url, autocommit=True) as conn:
         t0 = time.perf_counter()
         load_images(conn, n, len(gen))
-        space = store.get_or_create_space(conn, "bench", model="bench", dim=train.shape[1],
+        space = spaces.get_or_create_space(conn, "bench", model="bench", dim=train.shape[1],
                                           hnsw_m=args.m, hnsw_ef_construction=args.ef_construction)
         store.drop_index(conn, space)  # build once after loading: far faster than inserting into it
         ids = np.arange(1, n + 1, dtype=np.int64)
@@ -262,7 +264,8 @@ def run_sql(admin_url: str, pid: int | None, train_path: Path, gen_path: Path, a
         # Timed without the memory sampler: reading smaps of processes that map 4GB of shared
         # buffers costs CPU that the 2 cores would otherwise give to matching.
         t0 = time.perf_counter()
-        match = matcher.match_space(url, space, k=args.k, ef_search=ef, workers=args.threads, batch=100, rematch=True)
+        match = matcher.match_space(partial(connect, url), space, k=args.k, ef_search=ef, workers=args.threads,
+                                    batch=100, rematch=True)
         search_s = time.perf_counter() - t0
         assert match.matched == len(gen), match
         with connect(url, autocommit=True) as conn:
@@ -276,7 +279,8 @@ def run_sql(admin_url: str, pid: int | None, train_path: Path, gen_path: Path, a
     # Peak memory: one more run at the largest ef_search, sampled (the same for every ef: shared
     # buffers dominate).
     with PssSampler(pid) as sampler:
-        matcher.match_space(url, space, k=args.k, ef_search=max(args.ef_list), workers=args.threads, batch=100, rematch=True)
+        matcher.match_space(partial(connect, url), space, k=args.k, ef_search=max(args.ef_list),
+                            workers=args.threads, batch=100, rematch=True)
     for result, _ in out:
         result["peak_rss_mb"] = sampler.peak if pid else float("nan")
     return out, url
@@ -438,14 +442,14 @@ def main() -> None:
                     record(result, idx)
     if args.refresh_only:
         # Credit views only: image rows and an (empty) space are all the synthetic matches need.
+        from gmv_sql import spaces
         from gmv_sql.db.connect import connect
-        from gmv_sql.embed import store
 
         n_last = int(args.sizes.split(",")[0])
         last_url = fresh_database(admin_url, f"bench_refresh_{n_last}")
         with connect(last_url, autocommit=True) as conn:
             load_images(conn, n_last, 0)
-            store.get_or_create_space(conn, "bench", model="bench", dim=args.dim)
+            spaces.get_or_create_space(conn, "bench", model="bench", dim=args.dim)
         rows = [{"n_train": n_last}]
     if args.refresh_rows and last_url:
         n_last = rows[-1]["n_train"]

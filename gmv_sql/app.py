@@ -35,7 +35,9 @@ class App:
             ensure_at_head(self.url, auto_upgrade=self.embedded)
             self._checked = True
 
-    def connect(self, *, autocommit: bool = False) -> psycopg.Connection:
+    def connect(self, *, autocommit: bool = True) -> psycopg.Connection:
+        """A connection to the migrated database; autocommit unless asked (open transactions with
+        conn.transaction()). Stages that open their own connections (workers) take this method."""
         self.ensure_schema()
         return dbconnect.connect(self.url, autocommit=autocommit)
 

@@ -5,7 +5,7 @@ Tests of match / value / report / audit need rows and vectors without running in
 
     from tests.factories import seed
     world = seed(conn, n_training=200, n_generated=50, dim=16, space="test", owners=3, seed=0)
-    world["space"]            # gmv_sql.embed.store.EmbeddingSpace
+    world["space"]            # gmv_sql.spaces.EmbeddingSpace
     world["training_ids"]     # np.ndarray of training_id, row i <-> world["training_vectors"][i]
 
 Vectors are clustered (so nearest neighbours are meaningful and ties are rare). Identities
@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import psycopg
 
+from gmv_sql import spaces
 from gmv_sql.embed import store
 
 # A fixed month so royalty tests can ask for period 2026-01 without computing it.
@@ -201,7 +202,7 @@ def seed(
         qualities = np.asarray(quality, dtype=float)
     generated_ids = add_generated_images(conn, n_generated, run_id, tag=tag, quality=qualities, created_at=created_at)
 
-    emb_space = store.get_or_create_space(conn, space, model="synthetic", dim=dim, distance=distance, storage=storage)
+    emb_space = spaces.get_or_create_space(conn, space, model="synthetic", dim=dim, distance=distance, storage=storage)
     store.copy_vectors(conn, emb_space, "training", training_ids, training_vectors, source="factory")
     store.copy_vectors(conn, emb_space, "generated", generated_ids, generated_vectors, source="factory")
     return {

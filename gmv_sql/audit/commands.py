@@ -46,7 +46,7 @@ def membership(app: App, members: Path, nonmembers: Path, space: str | None, sch
     from gmv_sql.audit.membership import audit_membership
     from gmv_sql.report.common import resolve_target
 
-    with app.connect(autocommit=True) as conn:
+    with app.connect() as conn:
         target = resolve_target(conn, space, scheme)
         result = audit_membership(conn, members, nonmembers, space=target.space, scheme=target.scheme)
     if fmt == "json":

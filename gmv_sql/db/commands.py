@@ -8,6 +8,7 @@ import click
 from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
+from gmv_sql import spaces
 from gmv_sql.app import App, pass_app
 from gmv_sql.db import embedded
 from gmv_sql.db.connect import connect, mask_password, pgvector_versions
@@ -42,7 +43,7 @@ def up(app: App) -> None:
     from gmv_sql.db.migrate import current_revision, head_revision, upgrade
 
     upgrade(app.url)
-    with connect(app.url, register_vector=False, autocommit=True) as conn:
+    with connect(app.url, register_vector=False) as conn:
         revision = current_revision(conn)
     click.echo(f"database {mask_password(app.url)} is at migration {revision} (head {head_revision()})")
 
@@ -56,9 +57,10 @@ def status(app: App, fmt: str) -> None:
     Example: gmv db status --format json
     """
     from gmv_sql.db.migrate import current_revision, head_revision
+    from gmv_sql.embed import store
 
     rows: list[tuple[str, object]] = []
-    with connect(app.url, register_vector=False, autocommit=True) as conn:
+    with connect(app.url, register_vector=False) as conn:
         pg_version = conn.execute("SHOW server_version").fetchone()[0]
         installed, available = pgvector_versions(conn)
         revision = current_revision(conn)
@@ -76,12 +78,9 @@ def status(app: App, fmt: str) -> None:
             for table in COUNTED_TABLES:
                 count = conn.execute(sql.SQL("SELECT count(*) FROM gmv.{}").format(sql.Identifier(table))).fetchone()[0]
                 rows.append((f"rows gmv.{table}", count))
-            spaces = conn.execute("SELECT space_id, name FROM gmv.embedding_space ORDER BY space_id").fetchall()
-            for space_id, name in spaces:
-                for kind in ("training", "generated"):
-                    table = sql.Identifier(f"{kind}_embedding_{space_id}")
-                    count = conn.execute(sql.SQL("SELECT count(*) FROM gmv.{}").format(table)).fetchone()[0]
-                    rows.append((f"vectors {name} ({kind})", count))
+            for space in spaces.list_spaces(conn):
+                for kind in spaces.KINDS:
+                    rows.append((f"vectors {space.name} ({kind})", store.count_vectors(conn, space, kind)))
     emit(rows, ("item", "value"), fmt)
 
 

@@ -105,8 +105,12 @@ def check_pgvector(conn: psycopg.Connection, *, allow_missing: bool = False) -> 
     return installed
 
 
-def connect(url: str, *, autocommit: bool = False, register_vector: bool = True, **kwargs) -> psycopg.Connection:
-    """Open a psycopg connection; with register_vector, check pgvector and register its types."""
+def connect(url: str, *, autocommit: bool = True, register_vector: bool = True, **kwargs) -> psycopg.Connection:
+    """Open a psycopg connection; with register_vector, check pgvector and register its types.
+
+    The gmv convention: connections autocommit, and a transaction is opened explicitly with
+    conn.transaction() where statements must commit together (a real BEGIN … COMMIT, not a savepoint).
+    """
     try:
         conn = psycopg.connect(url, autocommit=autocommit, connect_timeout=15, **kwargs)
     except psycopg.OperationalError as exc:

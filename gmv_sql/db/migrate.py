@@ -34,7 +34,7 @@ def current_revision(conn: psycopg.Connection) -> str | None:
 
 def _run(url: str, action, revision: str) -> None:
     # Fail early, with the one-line pgvector message, before alembic starts.
-    with connect(url, register_vector=False, autocommit=True) as conn:
+    with connect(url, register_vector=False) as conn:
         check_pgvector(conn, allow_missing=True)
     engine = create_engine("postgresql+psycopg://", creator=lambda: psycopg.connect(url), poolclass=NullPool)
     try:
@@ -64,7 +64,7 @@ def downgrade(url: str, revision: str) -> None:
 
 def ensure_at_head(url: str, *, auto_upgrade: bool) -> None:
     """Raise unless the schema is at head; with auto_upgrade (embedded server) migrate instead."""
-    with connect(url, register_vector=False, autocommit=True) as conn:
+    with connect(url, register_vector=False) as conn:
         current = current_revision(conn)
     head = head_revision()
     if current == head:

@@ -8,7 +8,7 @@ import click
 
 from gmv_sql.app import App, pass_app
 from gmv_sql.embed.models import DEFAULT_MODEL, MAX_IMAGE_SIZE, MIN_IMAGE_SIZE, MODELS
-from gmv_sql.errors import ConfigError, ConflictError, NotFoundError
+from gmv_sql.errors import ConfigError, ConflictError
 
 
 def _space_options(func):
@@ -94,15 +94,12 @@ def embed(
     if not space_name:
         raise click.UsageError("missing --space NAME (the embedding space to fill)")
     app: App = ctx.find_object(App) or ctx.ensure_object(App)
-    from gmv_sql.embed import store
+    from gmv_sql import spaces
     from gmv_sql.embed.models import build_embedder
     from gmv_sql.embed.pipeline import embed_missing
 
-    with app.connect(autocommit=True) as conn:
-        try:
-            existing = store.get_space(conn, space_name)
-        except NotFoundError:
-            existing = None
+    with app.connect() as conn:
+        existing = spaces.find_space(conn, space_name)
         if existing is not None and existing.model.startswith("imported:") and model is None:
             raise ConflictError(
                 f"embedding space {space_name!r} holds imported vectors ({existing.model}); add more with "
@@ -124,7 +121,7 @@ def embed(
             image_size=image_size,
         )
         with conn.transaction():
-            space = store.get_or_create_space(
+            space = spaces.get_or_create_space(
                 conn,
                 space_name,
                 model=embedder.name,
@@ -177,7 +174,7 @@ def import_(
 
     if ids_file is not None and file.suffix.lower() != ".npy":
         raise ConfigError(f"--ids only goes with a .npy file; {file.name} names its images itself")
-    with app.connect(autocommit=True) as conn:
+    with app.connect() as conn:
         result = import_vectors(
             conn,
             file,

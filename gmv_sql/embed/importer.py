@@ -18,14 +18,16 @@ from pathlib import Path
 
 import numpy as np
 import psycopg
-from psycopg import sql
 
+from gmv_sql import spaces
+from gmv_sql.db import locks
 from gmv_sql.embed import store
 from gmv_sql.embed.models import l2_normalise
-from gmv_sql.embed.pipeline import BULK_REBUILD_MIN_ROWS, EMBED_LOCK_KEY
+from gmv_sql.embed.pipeline import BULK_REBUILD_MIN_ROWS
 from gmv_sql.errors import ConflictError, InputError, NotFoundError
 from gmv_sql.ingest.files import open_regular_file, sha256_of_handle
 from gmv_sql.resources import query
+from gmv_sql.spaces import EmbeddingSpace
 
 _SHA = re.compile(r"^[0-9a-fA-F]{64}$")
 IMPORTED_PREFIX = "imported:"
@@ -33,7 +35,7 @@ IMPORTED_PREFIX = "imported:"
 
 @dataclass
 class ImportResult:
-    space: store.EmbeddingSpace
+    space: EmbeddingSpace
     training: int = 0
     generated: int = 0
     already_present: int = 0
@@ -163,68 +165,61 @@ def import_vectors(
     with conn.transaction():
         space = _space_for_import(conn, space_name, model, vectors.shape[1], storage, distance, hnsw_m, hnsw_ef_construction)
         # gmv embed's lock, for this transaction: one writer of the space's vectors at a time, and an
-        # image deleted meanwhile waits for this import and then takes its vectors along (migration 0003).
-        if not conn.execute("SELECT pg_try_advisory_xact_lock(%s, %s)", (EMBED_LOCK_KEY, space.space_id)).fetchone()[0]:
-            raise ConflictError(
-                f"gmv embed or another import is writing vectors of space {space.name!r} (or images are being "
-                "deleted); wait for it to finish, then run this again"
-            )
-        vectors = store.validate_vectors(vectors, space, file.name)
-        if space.distance == "cosine" and len(vectors):
-            zero = np.flatnonzero(~np.any(vectors, axis=1))
-            if len(zero):
-                raise InputError(f"vector {int(zero[0])} of {file.name} is all zeros: cosine distance is undefined for it")
-            vectors = l2_normalise(vectors)
-        training = _lookup(conn, "training", shas)
-        generated = _lookup(conn, "generated", shas)
-        unknown = [row for row, sha in enumerate(shas) if sha not in training and sha not in generated]
-        if unknown:
-            raise InputError(
-                f"{len(unknown)} of {len(shas)} vectors in {file.name} belong to images never ingested "
-                f"(first: row {unknown[0]}, {identifiers[unknown[0]]!r}); ingest them first or drop those rows"
-            )
-        result = ImportResult(space)
-        for kind, found in (("training", training), ("generated", generated)):
-            rows = [row for row, sha in enumerate(shas) if sha in found]
-            if not rows:
-                continue
-            ids = np.asarray([found[shas[row]] for row in rows], dtype=np.int64)
-            present = _already_embedded(conn, space, kind, ids)
-            keep = ~np.isin(ids, present)
-            result.already_present += int((~keep).sum())
-            if kind == "training" and keep.sum() >= BULK_REBUILD_MIN_ROWS and not present.size and _is_empty(conn, space):
-                store.drop_index(conn, space)
-                result.index_rebuilt = True
-            stored = store.copy_vectors(conn, space, kind, ids[keep], vectors[np.asarray(rows)][keep], source=file.name)
-            setattr(result, kind, stored)
+        # image deleted meanwhile waits for this import and then takes its vectors along (the cascades).
+        with locks.space_lock(conn, locks.EMBED, space, transaction=True):
+            result = _store(conn, space, file, vectors, shas, identifiers)
         if result.index_rebuilt:
             store.build_index(conn, space)
     return result
 
 
-def _already_embedded(conn: psycopg.Connection, space: store.EmbeddingSpace, kind: str, ids: np.ndarray) -> np.ndarray:
-    id_column = "training_id" if kind == "training" else "generated_id"
-    statement = sql.SQL("SELECT {} FROM {} WHERE {} = ANY(%s)").format(
-        sql.Identifier(id_column), space.table(kind), sql.Identifier(id_column)
-    )
-    return np.asarray([r[0] for r in conn.execute(statement, (ids.tolist(),))], dtype=np.int64)
-
-
-def _is_empty(conn: psycopg.Connection, space: store.EmbeddingSpace) -> bool:
-    return not conn.execute(sql.SQL("SELECT EXISTS (SELECT 1 FROM {})").format(space.table("training"))).fetchone()[0]
+def _store(
+    conn: psycopg.Connection, space: EmbeddingSpace, file: Path, vectors: np.ndarray, shas: list[str],
+    identifiers: list[str],
+) -> ImportResult:
+    """Validate and COPY the vectors of ingested images not yet embedded (inside the import's transaction)."""
+    vectors = store.validate_vectors(vectors, space, file.name)
+    if space.distance == "cosine" and len(vectors):
+        zero = np.flatnonzero(~np.any(vectors, axis=1))
+        if len(zero):
+            raise InputError(f"vector {int(zero[0])} of {file.name} is all zeros: cosine distance is undefined for it")
+        vectors = l2_normalise(vectors)
+    training = _lookup(conn, "training", shas)
+    generated = _lookup(conn, "generated", shas)
+    unknown = [row for row, sha in enumerate(shas) if sha not in training and sha not in generated]
+    if unknown:
+        raise InputError(
+            f"{len(unknown)} of {len(shas)} vectors in {file.name} belong to images never ingested "
+            f"(first: row {unknown[0]}, {identifiers[unknown[0]]!r}); ingest them first or drop those rows"
+        )
+    result = ImportResult(space)
+    for kind, found in (("training", training), ("generated", generated)):
+        rows = [row for row, sha in enumerate(shas) if sha in found]
+        if not rows:
+            continue
+        ids = np.asarray([found[shas[row]] for row in rows], dtype=np.int64)
+        present = store.present(conn, space, kind, ids)
+        keep = ~np.isin(ids, present)
+        result.already_present += int((~keep).sum())
+        bulk = kind == "training" and keep.sum() >= BULK_REBUILD_MIN_ROWS and not present.size
+        if bulk and not store.has_training_vectors(conn, space):
+            store.drop_index(conn, space)
+            result.index_rebuilt = True
+        stored = store.copy_vectors(conn, space, kind, ids[keep], vectors[np.asarray(rows)][keep], source=file.name)
+        setattr(result, kind, stored)
+    return result
 
 
 def _space_for_import(
     conn, name, model, dim, storage, distance, hnsw_m, hnsw_ef_construction
-) -> store.EmbeddingSpace:
-    try:
-        space = store.get_space(conn, name)
-    except NotFoundError:
+) -> EmbeddingSpace:
+    space = spaces.find_space(conn, name)
+    if space is None:
         if not model:
             raise NotFoundError(
                 f"no embedding space {name!r}; create it with --model NAME (the model that made the vectors)"
             ) from None
-        return store.get_or_create_space(
+        return spaces.get_or_create_space(
             conn, name, model=IMPORTED_PREFIX + model, dim=dim, storage=storage, distance=distance,
             hnsw_m=hnsw_m, hnsw_ef_construction=hnsw_ef_construction,
         )

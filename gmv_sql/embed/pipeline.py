@@ -17,24 +17,22 @@ from typing import Any
 
 import numpy as np
 import psycopg
-from psycopg import sql
 
+from gmv_sql.db import locks
 from gmv_sql.embed import store
 from gmv_sql.embed.models import Embedder, l2_normalise
-from gmv_sql.errors import ConfigError, ConflictError
+from gmv_sql.errors import ConfigError
 from gmv_sql.progress import Progress
+from gmv_sql.spaces import EmbeddingSpace
 
 # A first load at least this large drops the HNSW index and rebuilds it after.
 BULK_REBUILD_MIN_ROWS = 10_000
 FLUSH_ROWS = 4096
-# Advisory-lock keys (this constant, space_id): one gmv embed per space at a time, so two runs never
-# embed the same image twice.
-EMBED_LOCK_KEY = 0x656D62  # "emb"; also taken by gmv embed import and waited for by image deletes (migration 0003)
 
 
 @dataclass
 class EmbedResult:
-    space: store.EmbeddingSpace
+    space: EmbeddingSpace
     embedded: dict[str, int] = field(default_factory=lambda: {"training": 0, "generated": 0})
     bad: list[str] = field(default_factory=list)
     seconds: float = 0.0
@@ -139,10 +137,6 @@ def make_loader(dataset: ImageDataset, batch_size: int, workers: int, device: st
     )
 
 
-def index_exists(conn: psycopg.Connection, space: store.EmbeddingSpace) -> bool:
-    return conn.execute("SELECT to_regclass(%s) IS NOT NULL", (f"gmv.{space.index_name}",)).fetchone()[0]
-
-
 def _flush(conn: psycopg.Connection, space, kind: str, ids: list[int], vectors: list[np.ndarray]) -> int:
     if not ids:
         return 0
@@ -155,7 +149,7 @@ def _flush(conn: psycopg.Connection, space, kind: str, ids: list[int], vectors: 
 
 def embed_missing(
     conn: psycopg.Connection,
-    space: store.EmbeddingSpace,
+    space: EmbeddingSpace,
     embedder: Embedder,
     *,
     device: str = "auto",
@@ -165,22 +159,18 @@ def embed_missing(
     progress: bool = True,
     flush_rows: int | None = None,
 ) -> EmbedResult:
-    """Embed every image of both kinds that has no vector in space; conn must be autocommit."""
-    locked = conn.execute("SELECT pg_try_advisory_lock(%s, %s)", (EMBED_LOCK_KEY, space.space_id)).fetchone()[0]
-    if not locked:
-        raise ConflictError(
-            f"another gmv embed is running for space {space.name!r}; wait for it to finish, then run this again"
-        )
-    try:
+    """Embed every image of both kinds that has no vector in space; conn must be autocommit.
+
+    One gmv embed per space at a time (advisory lock), so two runs never embed the same image twice.
+    """
+    with locks.space_lock(conn, locks.EMBED, space):
         return _embed_missing(conn, space, embedder, device=device, batch_size=batch_size, workers=workers,
                               report=report, progress=progress, flush_rows=flush_rows)
-    finally:
-        conn.execute("SELECT pg_advisory_unlock(%s, %s)", (EMBED_LOCK_KEY, space.space_id))
 
 
 def _embed_missing(
     conn: psycopg.Connection,
-    space: store.EmbeddingSpace,
+    space: EmbeddingSpace,
     embedder: Embedder,
     *,
     device: str,
@@ -199,8 +189,7 @@ def _embed_missing(
     items = [("training", *row) for row in store.missing(conn, space, "training")]
     items += [("generated", *row) for row in store.missing(conn, space, "generated")]
     n_training = sum(1 for i in items if i[0] == "training")
-    has_rows = conn.execute(sql.SQL("SELECT EXISTS (SELECT 1 FROM {})").format(space.table("training"))).fetchone()[0]
-    rebuild = n_training >= BULK_REBUILD_MIN_ROWS and not has_rows
+    rebuild = n_training >= BULK_REBUILD_MIN_ROWS and not store.has_training_vectors(conn, space)
     if rebuild:
         with conn.transaction():
             store.drop_index(conn, space)
@@ -232,7 +221,7 @@ def _embed_missing(
                 bar.update(len(positions) + len(bad))
             for kind, (ids, vecs) in pending.items():
                 result.embedded[kind] += _flush(conn, space, kind, ids, vecs)
-    if rebuild or not index_exists(conn, space):
+    if rebuild or not store.index_exists(conn, space):
         with conn.transaction():
             store.build_index(conn, space)
         result.index_rebuilt = True

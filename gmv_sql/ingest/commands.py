@@ -118,7 +118,7 @@ def training(
     """
     rows, bad_rows, ignored = _collect(path, manifest, "training", owner=_strip(owner), license=_strip(license_))
     result = loader.ingest(
-        lambda: app.connect(autocommit=True),
+        app.connect,
         "training",
         rows,
         bad_rows,
@@ -163,7 +163,7 @@ def generated(
     run = _strip(run) or dt.datetime.now(dt.timezone.utc).strftime("run-%Y%m%dT%H%M%SZ")
     rows, bad_rows, ignored = _collect(path, manifest, "generated")
     result = loader.ingest(
-        lambda: app.connect(autocommit=True),
+        app.connect,
         "generated",
         rows,
         bad_rows,

@@ -5,11 +5,11 @@ from __future__ import annotations
 import click
 
 from gmv_sql.app import App, pass_app
-from gmv_sql.embed.store import get_space
 from gmv_sql.errors import InputError
 from gmv_sql.match import matcher
 from gmv_sql.output import emit, format_option
 from gmv_sql.progress import Progress
+from gmv_sql.spaces import get_space
 
 
 @click.group(invoke_without_command=True)
@@ -40,7 +40,7 @@ def match(
     if not space_name:
         raise InputError("gmv match needs --space NAME; list spaces with `gmv db status`")
     app = ctx.ensure_object(App)
-    with app.connect(autocommit=True) as conn:
+    with app.connect() as conn:
         space = get_space(conn, space_name)
     bar: list[Progress] = []  # created once the work is known, so refusals print only their error
 
@@ -49,7 +49,7 @@ def match(
 
     try:
         result = matcher.match_space(
-            app.url, space, k=k, ef_search=ef_search, exact=exact, batch=batch, workers=workers, rematch=rematch,
+            app.connect, space, k=k, ef_search=ef_search, exact=exact, batch=batch, workers=workers, rematch=rematch,
             on_progress=lambda n: bar[0].update(n), on_total=start,
         )
     finally:
@@ -87,7 +87,7 @@ def recall(app: App, space_name: str, sample: int, k: int | None, ef_search: int
 
     Example: gmv match recall --space effnet --sample 200
     """
-    with app.connect(autocommit=True) as conn:
+    with app.connect() as conn:
         space = get_space(conn, space_name)
         result = matcher.recall(conn, space, k=k, ef_search=ef_search, sample=sample)
     emit(

@@ -21,10 +21,12 @@ from dataclasses import dataclass
 import psycopg
 from psycopg import sql
 
-from gmv_sql.db import connect as dbconnect
-from gmv_sql.embed.store import EmbeddingSpace
+from gmv_sql import spaces
+from gmv_sql.db import locks
+from gmv_sql.embed import store
 from gmv_sql.errors import ConflictError, DatabaseError, InputError
 from gmv_sql.resources import query
+from gmv_sql.spaces import EmbeddingSpace
 
 DEFAULT_K = 10
 # pgvector's own default is 40. Measured on 200k x 512-d clustered vectors (docs/BENCHMARKS.md):
@@ -32,8 +34,6 @@ DEFAULT_K = 10
 DEFAULT_EF_SEARCH = 100
 MAX_EF_SEARCH = 1000  # pgvector's upper bound for hnsw.ef_search
 DEFAULT_BATCH = 200
-# Two int4 advisory-lock keys: (this constant, space_id). One gmv match per space at a time.
-MATCH_LOCK_KEY = 0x6D6174  # "mat" (gmv embed uses "emb"); image deletes wait for it (migration 0003)
 
 
 def default_workers() -> int:
@@ -51,41 +51,62 @@ def ef_search_for(k: int, ef_search: int | None) -> int:
     return ef_search
 
 
-def render(name: str, space: EmbeddingSpace) -> sql.Composed:
-    return sql.SQL(query("match", name)).format(
-        training=space.table("training"), generated=space.table("generated"), op=sql.SQL(space.operator)
-    )
+def knn_sql(name: str, space: EmbeddingSpace) -> sql.Composed:
+    """knn_insert or knn_select of sql/queries/match.sql for the space, with the shared LATERAL top-k."""
+    return spaces.render("match", name, space, top_k=spaces.render("match", "top_k", space))
 
 
-def apply_search_settings(
-    conn: psycopg.Connection, *, k: int, ef_search: int, exact: bool, n_ineligible: int = 0
-) -> None:
-    """SET LOCAL (this transaction only) the planner and pgvector settings of a match query, in one round trip."""
-    settings = {
-        "jit": "off",  # JIT compiles per statement and only costs time on these short plans
-        "max_parallel_workers_per_gather": "0",  # parallelism comes from our connections
-    }
-    if exact:
-        # Without index scans the planner must compute every distance: an exact top-k.
-        settings |= {"enable_indexscan": "off", "enable_bitmapscan": "off"}
-    else:
+@dataclass(frozen=True)
+class MatchPlan:
+    """What every query of one matching run shares: the space, k, the search settings and the filter."""
+
+    space: EmbeddingSpace
+    k: int
+    ef_search: int | None  # None with exact
+    exact: bool = False
+    ineligible: tuple[int, ...] = ()  # training ids never matched (opted out, excluded licences)
+    expected: int = 0  # rows each generated image must get: min(k, eligible training vectors)
+    batch: int = DEFAULT_BATCH  # generated images per transaction
+
+    def params(self, **extra) -> dict:
+        """Query parameters of knn_insert / knn_select."""
+        return {"space_id": self.space.space_id, "k": self.k, "exact": self.exact,
+                "ineligible": list(self.ineligible), **extra}
+
+    def search_settings(self) -> dict[str, str]:
+        """The planner and pgvector settings of this plan's top-k queries."""
+        settings = {
+            "jit": "off",  # JIT compiles per statement and only costs time on these short plans
+            "max_parallel_workers_per_gather": "0",  # parallelism comes from our connections
+        }
+        if self.exact:
+            return settings | _EXACT_SETTINGS
+        ef_search = self.ef_search or self.k
         settings["hnsw.ef_search"] = str(int(ef_search))
-        if n_ineligible:
+        if self.ineligible:
             # strict_order: keep walking the graph past filtered-out rows, results still in exact order.
             # max_scan_tuples must let the walk pass every ineligible row if they all happen to be nearest.
             # Only when something is filtered: the iterative scan keeps every discarded candidate and
             # costs ~15% of the matching rate for nothing otherwise (docs/BENCHMARKS.md).
             settings["hnsw.iterative_scan"] = "strict_order"
-            settings["hnsw.max_scan_tuples"] = str(max(20_000, 2 * (n_ineligible + ef_search + k)))
+            settings["hnsw.max_scan_tuples"] = str(max(20_000, 2 * (len(self.ineligible) + ef_search + self.k)))
         else:
             settings["hnsw.iterative_scan"] = "off"
-    names = list(settings)
-    conn.execute(
-        sql.SQL("SELECT {}").format(
-            sql.SQL(", ").join(sql.SQL("set_config({}, {}, true)").format(sql.Literal(n), sql.Placeholder()) for n in names)
-        ),
-        [settings[n] for n in names],
-    )
+        return settings
+
+
+# Without index scans the planner must compute every distance: an exact top-k.
+_EXACT_SETTINGS = {"enable_indexscan": "off", "enable_bitmapscan": "off"}
+
+
+def _set_local(conn: psycopg.Connection, settings: dict[str, str]) -> None:
+    """SET LOCAL (this transaction only) several settings in one round trip."""
+    conn.execute(query("match", "set_local"), {"names": list(settings), "values": list(settings.values())})
+
+
+def apply_search_settings(conn: psycopg.Connection, plan: MatchPlan) -> None:
+    """Settings of the plan's top-k queries for the current transaction."""
+    _set_local(conn, plan.search_settings())
 
 
 @dataclass
@@ -123,7 +144,7 @@ def resolve_k(conn: psycopg.Connection, space: EmbeddingSpace, k: int | None, *,
     if space.match_k is not None:
         return space.match_k
     # A space matched before match_k existed (or by hand) still has one k in its rows.
-    stored = conn.execute("SELECT DISTINCT k FROM gmv.match WHERE space_id = %s", (space.space_id,)).fetchall()
+    stored = conn.execute(query("match", "stored_k"), {"space_id": space.space_id}).fetchall()
     if stored and k is not None and stored[0][0] != k:
         raise ConflictError(
             f"space {space.name!r} holds matches with k={stored[0][0]}, not {k}; add --rematch to match again with k={k}"
@@ -141,7 +162,7 @@ def _batches(ids: Sequence[int], size: int) -> list[tuple[int, int, list[int]]]:
 
 
 def match_space(
-    url: str,
+    connect: Callable[[], psycopg.Connection],
     space: EmbeddingSpace,
     *,
     k: int | None = None,
@@ -153,90 +174,76 @@ def match_space(
     on_progress: Callable[[int], None] | None = None,
     on_total: Callable[[int], None] | None = None,
 ) -> MatchResult:
-    """Match every generated image of the space that has no match rows yet (see module docstring)."""
+    """Match every generated image of the space that has no match rows yet (see module docstring).
+
+    connect opens an autocommit connection (App.connect): one holds the space's match lock, and each
+    worker opens its own.
+    """
     if batch < 1:
-        raise InputError(f"--batch {batch} must be at least 1")
+        raise InputError(f"--batch-size {batch} must be at least 1")
     workers = default_workers() if workers is None else workers
     if workers < 1:
         raise InputError(f"--workers {workers} must be at least 1")
     started = time.monotonic()
-    with dbconnect.connect(url, autocommit=True) as conn:
-        locked = conn.execute("SELECT pg_try_advisory_lock(%s, %s)", (MATCH_LOCK_KEY, space.space_id)).fetchone()[0]
-        if not locked:
-            raise ConflictError(
-                f"another gmv match is running for space {space.name!r}; wait for it to finish, then run this again"
-            )
-        try:
-            with conn.transaction():
-                k = resolve_k(conn, space, k, rematch=rematch)
-                ef = None if exact else ef_search_for(k, ef_search)
-                if rematch:
-                    conn.execute(query("match", "delete_space_matches"), {"space_id": space.space_id})
-                conn.execute("UPDATE gmv.embedding_space SET match_k = %s WHERE space_id = %s", (k, space.space_id))
-                unmatched = conn.execute(query("match", "unmatch_ineligible"), {"space_id": space.space_id})
-                unmatched_images = len({r[0] for r in unmatched})
-            ineligible = [r[0] for r in conn.execute(query("match", "ineligible_training"))]
-            n_vectors = conn.execute(render("count_training_vectors", space)).fetchone()[0]
-            n_ineligible_with_vectors = (
-                conn.execute(
-                    sql.SQL("SELECT count(*) FROM {} WHERE training_id = ANY(%s)").format(space.table("training")),
-                    (ineligible,),
-                ).fetchone()[0]
-                if ineligible
-                else 0
-            )
-            expected = min(k, n_vectors - n_ineligible_with_vectors)
-            pending = [r[0] for r in conn.execute(render("pending_generated", space), {"space_id": space.space_id})]
-            without_vector = conn.execute(render("count_without_vector", space)).fetchone()[0]
-            if on_total:
-                on_total(len(pending))
-            work = _batches(pending, batch) if expected > 0 else []
-            n_workers = max(1, min(workers, len(work)))
-            totals = {"matched": 0, "rows": 0, "fallback": 0}
-            _run_workers(url, space, work, n_workers, k=k, ef=ef, exact=exact, ineligible=ineligible,
-                         expected=expected, totals=totals, on_progress=on_progress)
-        finally:
-            conn.execute("SELECT pg_advisory_unlock(%s, %s)", (MATCH_LOCK_KEY, space.space_id))
+    with connect() as conn, locks.space_lock(conn, locks.MATCH, space):
+        with conn.transaction():
+            k = resolve_k(conn, space, k, rematch=rematch)
+            ef = None if exact else ef_search_for(k, ef_search)
+            if rematch:
+                conn.execute(query("match", "delete_space_matches"), {"space_id": space.space_id})
+            spaces.set_match_k(conn, space, k)
+            unmatched = conn.execute(query("match", "unmatch_ineligible"), {"space_id": space.space_id})
+            unmatched_images = len({r[0] for r in unmatched})
+        ineligible = ineligible_training(conn)
+        n_vectors = store.count_vectors(conn, space)
+        eligible = n_vectors - (len(store.present(conn, space, "training", ineligible)) if ineligible else 0)
+        plan = MatchPlan(space, k, ef, exact, tuple(ineligible), expected=min(k, eligible), batch=batch)
+        pending = [r[0] for r in conn.execute(spaces.render("match", "pending_generated", space), plan.params())]
+        without_vector = conn.execute(spaces.render("match", "count_without_vector", space)).fetchone()[0]
+        if on_total:
+            on_total(len(pending))
+        work = _batches(pending, batch) if plan.expected > 0 else []
+        n_workers = max(1, min(workers, len(work)))
+        totals = _run_workers(connect, plan, work, n_workers, on_progress=on_progress)
     return MatchResult(
         space=space.name, k=k, ef_search=ef, exact=exact, matched=totals["matched"], rows=totals["rows"],
         seconds=time.monotonic() - started, without_vector=without_vector, exact_fallback=totals["fallback"],
-        unmatched_ineligible=unmatched_images, workers=n_workers,
-        eligible_training=n_vectors - n_ineligible_with_vectors, pending=len(pending),
+        unmatched_ineligible=unmatched_images, workers=n_workers, eligible_training=eligible, pending=len(pending),
     )
 
 
-def _match_batch(
-    conn: psycopg.Connection, space: EmbeddingSpace, lo: int, hi: int, ids: list[int], *,
-    k: int, ef: int | None, exact: bool, ineligible: list[int], expected: int,
-) -> tuple[int, int, int]:
+def ineligible_training(conn: psycopg.Connection) -> list[int]:
+    """Training ids that must never be matched: opted out, or under an excluded licence."""
+    return [r[0] for r in conn.execute(query("match", "ineligible_training"))]
+
+
+def _match_batch(conn: psycopg.Connection, plan: MatchPlan, lo: int, hi: int, ids: list[int]) -> tuple[int, int, int]:
     """One transaction: insert the batch's top-k; redo exactly any image the index under-served."""
-    params = {"space_id": space.space_id, "k": k, "exact": exact, "lo": lo, "hi": hi, "ineligible": ineligible}
+    insert = knn_sql("knn_insert", plan.space)
     with conn.transaction():
-        apply_search_settings(conn, k=k, ef_search=ef or k, exact=exact, n_ineligible=len(ineligible))
-        counts = Counter(r[0] for r in conn.execute(render("knn_insert", space), params))
-        short = [g for g in ids if counts.get(g, 0) < expected]
+        apply_search_settings(conn, plan)
+        counts = Counter(r[0] for r in conn.execute(insert, plan.params(lo=lo, hi=hi)))
+        short = [g for g in ids if counts.get(g, 0) < plan.expected]
         if short:
             # Iterative index scans gave up before k eligible rows (e.g. hnsw.max_scan_tuples):
             # an exact search for those few keeps the promise of k matches per image.
-            conn.execute(query("match", "delete_generated_matches"), {"space_id": space.space_id, "ids": short})
-            conn.execute("SET LOCAL enable_indexscan = off")
-            conn.execute("SET LOCAL enable_bitmapscan = off")
+            conn.execute(query("match", "delete_generated_matches"), {"space_id": plan.space.space_id, "ids": short})
+            _set_local(conn, _EXACT_SETTINGS)
             for g in short:
                 counts.pop(g, None)  # their first rows were just deleted
-            redone = conn.execute(render("knn_insert", space), {**params, "exact": True}).fetchall()
+            redone = conn.execute(insert, {**plan.params(lo=lo, hi=hi), "exact": True}).fetchall()
             counts.update(Counter(r[0] for r in redone))
-    matched = len(counts)
-    rows = sum(counts.values())
-    return matched, rows, len(short)
+    return len(counts), sum(counts.values()), len(short)
 
 
 def _run_workers(
-    url: str, space: EmbeddingSpace, work: list[tuple[int, int, list[int]]], n_workers: int, *,
-    k: int, ef: int | None, exact: bool, ineligible: list[int], expected: int,
-    totals: dict[str, int], on_progress: Callable[[int], None] | None,
-) -> None:
+    connect: Callable[[], psycopg.Connection], plan: MatchPlan, work: list[tuple[int, int, list[int]]],
+    n_workers: int, *, on_progress: Callable[[int], None] | None,
+) -> dict[str, int]:
+    """Run the batches on n_workers connections; returns the totals matched, rows and fallback."""
+    totals = {"matched": 0, "rows": 0, "fallback": 0}
     if not work:
-        return
+        return totals
     todo: queue.Queue = queue.Queue()
     for item in work:
         todo.put(item)
@@ -247,9 +254,7 @@ def _run_workers(
 
     def worker() -> None:
         try:
-            # autocommit: each conn.transaction() below is a real BEGIN … COMMIT, not a savepoint
-            # inside the implicit transaction that connect()'s own queries would open.
-            with dbconnect.connect(url, autocommit=True) as wconn:
+            with connect() as wconn:
                 with lock:
                     connections.append(wconn)
                 while not stop.is_set():
@@ -257,9 +262,7 @@ def _run_workers(
                         lo, hi, ids = todo.get_nowait()
                     except queue.Empty:
                         return
-                    matched, rows, fallback = _match_batch(
-                        wconn, space, lo, hi, ids, k=k, ef=ef, exact=exact, ineligible=ineligible, expected=expected
-                    )
+                    matched, rows, fallback = _match_batch(wconn, plan, lo, hi, ids)
                     with lock:
                         totals["matched"] += matched
                         totals["rows"] += rows
@@ -294,8 +297,11 @@ def _run_workers(
         exc = errors[0]
         if isinstance(exc, psycopg.Error):
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise DatabaseError(f"matching space {space.name!r} failed: {first}; batches done so far are kept, fix and re-run") from exc
+            raise DatabaseError(
+                f"matching space {plan.space.name!r} failed: {first}; batches done so far are kept, fix and re-run"
+            ) from exc
         raise exc
+    return totals
 
 
 @dataclass
@@ -310,19 +316,12 @@ class RecallResult:
     exact_seconds: float
 
 
-def knn(
-    conn: psycopg.Connection, space: EmbeddingSpace, ids: Sequence[int], *, k: int, ef_search: int | None,
-    exact: bool, ineligible: list[int] | None = None,
-) -> dict[int, list[tuple[int, float]]]:
+def knn(conn: psycopg.Connection, plan: MatchPlan, ids: Sequence[int]) -> dict[int, list[tuple[int, float]]]:
     """Top-k (training_id, distance) per generated id, without writing anything."""
-    if ineligible is None:
-        ineligible = [r[0] for r in conn.execute(query("match", "ineligible_training"))]
     out: dict[int, list[tuple[int, float]]] = {int(g): [] for g in ids}
     with conn.transaction():
-        apply_search_settings(conn, k=k, ef_search=ef_search or k, exact=exact, n_ineligible=len(ineligible))
-        rows = conn.execute(
-            render("knn_select", space), {"k": k, "ids": list(map(int, ids)), "ineligible": ineligible}
-        ).fetchall()
+        apply_search_settings(conn, plan)
+        rows = conn.execute(knn_sql("knn_select", plan.space), plan.params(ids=list(map(int, ids)))).fetchall()
     for g, _rank, t, d in rows:
         out[g].append((t, d))
     return out
@@ -337,14 +336,14 @@ def recall(
         raise InputError(f"--sample {sample} must be at least 1")
     k = k or space.match_k or DEFAULT_K
     ef = ef_search_for(k, ef_search)
-    ids = [r[0] for r in conn.execute(render("sample_generated", space), {"salt": salt, "n": sample})]
+    ids = [r[0] for r in conn.execute(spaces.render("match", "sample_generated", space), {"salt": salt, "n": sample})]
     if not ids:
         raise InputError(f"space {space.name!r} has no generated vectors to sample; run `gmv embed --space {space.name}` first")
-    ineligible = [r[0] for r in conn.execute(query("match", "ineligible_training"))]
+    ineligible = tuple(ineligible_training(conn))
     t0 = time.monotonic()
-    approx = knn(conn, space, ids, k=k, ef_search=ef, exact=False, ineligible=ineligible)
+    approx = knn(conn, MatchPlan(space, k, ef, exact=False, ineligible=ineligible), ids)
     t1 = time.monotonic()
-    truth = knn(conn, space, ids, k=k, ef_search=None, exact=True, ineligible=ineligible)
+    truth = knn(conn, MatchPlan(space, k, None, exact=True, ineligible=ineligible), ids)
     t2 = time.monotonic()
     per_image = []
     for g in ids:

@@ -64,7 +64,7 @@ def royalties(
     month = royalty.parse_period(period)
     amount = royalty.parse_pool(pool)
     code = royalty.parse_currency(currency)
-    with app.connect(autocommit=True) as conn:
+    with app.connect() as conn:
         target = resolve_target(conn, space, scheme)
         _warn_if_ineligible(conn, target)
         statement = royalty.record_and_split(conn, target, month, amount, code)
@@ -99,7 +99,7 @@ def owners(app: App, space: str | None, scheme: str | None, fmt: str) -> None:
 
     Example: gmv report owners --format csv
     """
-    with app.connect(autocommit=True) as conn:
+    with app.connect() as conn:
         target = resolve_target(conn, space, scheme)
         _warn_if_stale(conn, target)
         rows = conn.execute(query("report", "owners"), {"space": target.space, "scheme": target.scheme}).fetchall()
@@ -117,7 +117,7 @@ def top(app: App, limit: int, space: str | None, scheme: str | None, fmt: str) -
 
     Example: gmv report top --limit 10
     """
-    with app.connect(autocommit=True) as conn:
+    with app.connect() as conn:
         target = resolve_target(conn, space, scheme)
         _warn_if_stale(conn, target)
         rows = conn.execute(
@@ -145,7 +145,7 @@ def evidence(
     """
     if not generated_ids and html_path is None:
         raise InputError("give a GENERATED_ID (see `gmv report top` or report.attribution), or --html FILE for a sample")
-    with app.connect(autocommit=True) as conn:
+    with app.connect() as conn:
         target = resolve_target(conn, space, scheme)
         if generated_ids:
             known = {r[0] for r in conn.execute(query("report", "generated_known"), {"ids": list(generated_ids)})}

@@ -8,6 +8,7 @@ import psycopg
 
 from gmv_sql.errors import NotFoundError
 from gmv_sql.resources import query
+from gmv_sql.spaces import get_space
 
 
 @dataclass(frozen=True)
@@ -22,20 +23,7 @@ class Target:
 
 def resolve_target(conn: psycopg.Connection, space: str | None = None, scheme: str | None = None) -> Target:
     """The named space (default: the only one) and scheme (default: the default scheme, rank_linear)."""
-    spaces = conn.execute(query("report", "spaces")).fetchall()
-    names = [name for _, name, _ in spaces]
-    if space is None:
-        if len(spaces) == 1:
-            space_id, space = spaces[0][0], spaces[0][1]
-        elif not spaces:
-            raise NotFoundError("no embedding space yet; run `gmv embed --space NAME` and `gmv match --space NAME` first")
-        else:
-            raise NotFoundError(f"several embedding spaces ({', '.join(names)}); pick one with --space")
-    else:
-        found = [sid for sid, name, _ in spaces if name == space]
-        if not found:
-            raise NotFoundError(f"no embedding space {space!r} (known: {', '.join(names) or 'none yet'}); pick one with --space")
-        space_id = found[0]
+    found = get_space(conn, space)
     if scheme is None:
         row = conn.execute(query("report", "default_scheme")).fetchone()
     else:
@@ -43,7 +31,7 @@ def resolve_target(conn: psycopg.Connection, space: str | None = None, scheme: s
     if row is None:
         known = ", ".join(r[0] for r in conn.execute(query("report", "scheme_names")))
         raise NotFoundError(f"no valuation scheme {scheme!r} (known: {known}); pick one with --scheme")
-    return Target(space_id=space_id, space=space, scheme_id=row[0], scheme=row[1])
+    return Target(space_id=found.space_id, space=found.name, scheme_id=row[0], scheme=row[1])
 
 
 def credit_is_stale(conn: psycopg.Connection, target: Target) -> bool:

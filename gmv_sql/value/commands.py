@@ -25,7 +25,7 @@ def refresh(app: App, fmt: str) -> None:
 
     Example: gmv value refresh
     """
-    with app.connect(autocommit=True) as conn:
+    with app.connect() as conn:
         results = refresh_views(conn)
         for r in results:
             click.echo(f"refreshed {r.view}: {r.rows:,} rows in {r.seconds:.2f}s", err=True)

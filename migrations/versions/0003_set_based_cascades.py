@@ -35,7 +35,9 @@ depends_on = None
 EMBED_LOCK_KEY = 6647138
 MATCH_LOCK_KEY = 7168372
 
-UPGRADE = rf"""
+# Data-table DDL (this migration only), then the derived objects (re-created by 0004_consolidate's
+# downgrade; their source is sql/derived/ since 0004).
+FOREIGN_KEYS = r"""
 ALTER TABLE gmv.match
     DROP CONSTRAINT match_space_id_fkey,
     DROP CONSTRAINT match_generated_id_fkey,
@@ -58,7 +60,9 @@ BEGIN
     END LOOP;
 END
 $$;
+"""
 
+DERIVED = rf"""
 CREATE FUNCTION gmv.cascade_delete() RETURNS trigger LANGUAGE plpgsql AS $$
 DECLARE
     s record;
@@ -123,6 +127,8 @@ CREATE TRIGGER cascade_truncate AFTER TRUNCATE ON gmv.generated_image
 CREATE TRIGGER cascade_truncate AFTER TRUNCATE ON gmv.embedding_space
     FOR EACH STATEMENT EXECUTE FUNCTION gmv.cascade_truncate();
 """
+
+UPGRADE = FOREIGN_KEYS + DERIVED
 
 DOWNGRADE = r"""
 ALTER MATERIALIZED VIEW gmv.training_credit RESET (vacuum_truncate);

@@ -40,7 +40,10 @@ FROM scored;
 COMMENT ON VIEW gmv.match_weight IS
     'Each match with its normalised weight w (sums to 1 per generated image and scheme); credit = quality * weight.';
 
-CREATE MATERIALIZED VIEW gmv.training_credit AS
+-- vacuum_truncate = false: REFRESH … CONCURRENTLY deletes and inserts rows, autovacuum may then truncate
+-- the empty tail pages, and that truncation takes an ACCESS EXCLUSIVE lock for a moment: the one way a
+-- report reader could still wait during refreshes. The freed pages are reused by the next refresh.
+CREATE MATERIALIZED VIEW gmv.training_credit WITH (vacuum_truncate = false) AS
 SELECT space_id,
        scheme_id,
        training_id,
@@ -52,7 +55,7 @@ CREATE UNIQUE INDEX training_credit_key ON gmv.training_credit (space_id, scheme
 COMMENT ON MATERIALIZED VIEW gmv.training_credit IS
     'value_i = sum over generated j of q_j * w(rank of i in j), per space and scheme. Refresh with gmv value refresh.';
 
-CREATE MATERIALIZED VIEW gmv.training_credit_monthly AS
+CREATE MATERIALIZED VIEW gmv.training_credit_monthly WITH (vacuum_truncate = false) AS
 SELECT space_id,
        scheme_id,
        period,

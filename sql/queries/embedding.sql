@@ -46,3 +46,34 @@ SELECT sha256, training_id FROM gmv.training_image WHERE sha256 = ANY(%(sha256)s
 
 -- name: generated_ids_by_sha256
 SELECT sha256, generated_id FROM gmv.generated_image WHERE sha256 = ANY(%(sha256)s::text[])
+
+-- name: copy_training
+COPY {training} (training_id, embedding) FROM STDIN WITH (FORMAT BINARY)
+
+-- name: copy_generated
+COPY {generated} (generated_id, embedding) FROM STDIN WITH (FORMAT BINARY)
+
+-- name: training_present
+-- Which of these training ids already have a vector in the space.
+SELECT training_id FROM {training} WHERE training_id = ANY (%(ids)s::bigint[])
+
+-- name: generated_present
+SELECT generated_id FROM {generated} WHERE generated_id = ANY (%(ids)s::bigint[])
+
+-- name: count_vectors
+-- {table}: the space's training or generated table.
+SELECT count(*) FROM {table}
+
+-- name: count_training_vectors_among
+-- How many of these training ids (the ineligible ones) have a vector in the space.
+SELECT count(*) FROM {training} WHERE training_id = ANY (%(ids)s::bigint[])
+
+-- name: training_has_vectors
+SELECT EXISTS (SELECT 1 FROM {training})
+
+-- name: index_exists
+SELECT to_regclass(format('gmv.%%I', %(index)s::text)) IS NOT NULL
+
+-- name: set_maintenance_work_mem
+-- For this transaction only: enough memory for the HNSW graph to build in RAM.
+SELECT set_config('maintenance_work_mem', %(mem)s, true)

@@ -1,8 +1,24 @@
 -- Matching: the k nearest eligible training images of each generated image, in SQL.
 -- {training}/{generated} are a space's vector tables and {op} its distance operator, filled in by
--- gmv_sql.match.matcher from fixed identifiers, never from user text. Everything else is a parameter.
--- The top-k is a LATERAL subquery with the LIMIT inside, so PostgreSQL walks the HNSW index once
--- per generated image (hnsw.ef_search, hnsw.iterative_scan set by the caller with SET LOCAL).
+-- gmv_sql.spaces.render from fixed identifiers, never from user text. Everything else is a parameter.
+-- {top_k} is the block top_k below (gmv_sql.match.matcher.knn_sql): knn_insert and knn_select share it.
+
+-- name: top_k
+-- The k nearest eligible training images of generated row g: a LATERAL subquery with the LIMIT inside,
+-- so PostgreSQL walks the HNSW index once per generated image (hnsw.ef_search, hnsw.iterative_scan
+-- set by the caller for the transaction).
+CROSS JOIN LATERAL (
+    SELECT c.training_id,
+           c.distance,
+           row_number() OVER (ORDER BY c.distance, c.training_id) AS rank
+    FROM (
+        SELECT e.training_id, e.embedding {op} g.embedding AS distance
+        FROM {training} AS e
+        WHERE e.training_id <> ALL (%(ineligible)s::bigint[])
+        ORDER BY e.embedding {op} g.embedding
+        LIMIT %(k)s
+    ) AS c
+) AS nn
 
 -- name: ineligible_training
 -- Training images that must never be matched: opted out, or under an excluded licence.
@@ -48,18 +64,7 @@ RETURNING m.generated_id
 INSERT INTO gmv.match (space_id, generated_id, rank, training_id, distance, k, exact)
 SELECT %(space_id)s, g.generated_id, nn.rank, nn.training_id, nn.distance, %(k)s, %(exact)s
 FROM {generated} AS g
-CROSS JOIN LATERAL (
-    SELECT c.training_id,
-           c.distance,
-           row_number() OVER (ORDER BY c.distance, c.training_id) AS rank
-    FROM (
-        SELECT e.training_id, e.embedding {op} g.embedding AS distance
-        FROM {training} AS e
-        WHERE e.training_id <> ALL (%(ineligible)s::bigint[])
-        ORDER BY e.embedding {op} g.embedding
-        LIMIT %(k)s
-    ) AS c
-) AS nn
+{top_k}
 WHERE g.generated_id BETWEEN %(lo)s AND %(hi)s
   AND NOT EXISTS (
       SELECT 1 FROM gmv.match AS m WHERE m.space_id = %(space_id)s AND m.generated_id = g.generated_id
@@ -70,18 +75,7 @@ RETURNING generated_id
 -- The same top-k without writing (recall checks, audits): generated ids given as an array.
 SELECT g.generated_id, nn.rank, nn.training_id, nn.distance
 FROM {generated} AS g
-CROSS JOIN LATERAL (
-    SELECT c.training_id,
-           c.distance,
-           row_number() OVER (ORDER BY c.distance, c.training_id) AS rank
-    FROM (
-        SELECT e.training_id, e.embedding {op} g.embedding AS distance
-        FROM {training} AS e
-        WHERE e.training_id <> ALL (%(ineligible)s::bigint[])
-        ORDER BY e.embedding {op} g.embedding
-        LIMIT %(k)s
-    ) AS c
-) AS nn
+{top_k}
 WHERE g.generated_id = ANY (%(ids)s::bigint[])
 ORDER BY g.generated_id, nn.rank
 
@@ -94,3 +88,12 @@ DELETE FROM gmv.match WHERE space_id = %(space_id)s
 -- name: sample_generated
 -- A reproducible sample of generated images that have a vector in this space.
 SELECT generated_id FROM {generated} ORDER BY md5(generated_id::text || %(salt)s) LIMIT %(n)s
+
+-- name: stored_k
+-- The k of a space matched before embedding_space.match_k existed (or by hand).
+SELECT DISTINCT k FROM gmv.match WHERE space_id = %(space_id)s
+
+-- name: set_local
+-- SET LOCAL (this transaction only) several settings in one round trip: names[i] = values[i].
+SELECT set_config(s.name, s.value, true)
+FROM unnest(%(names)s::text[], %(values)s::text[]) AS s(name, value)

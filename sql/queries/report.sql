@@ -1,8 +1,5 @@
 -- Report commands: thin reads of the report.* views (sql/derived/20_report.sql) plus revenue pools.
 
--- name: spaces
-SELECT space_id, name, match_k FROM gmv.embedding_space ORDER BY space_id
-
 -- name: scheme_by_name
 SELECT scheme_id, name FROM gmv.valuation_scheme WHERE name = %(name)s
 

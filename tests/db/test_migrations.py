@@ -143,3 +143,55 @@ def _has_command(name: str) -> bool:
     from gmv_sql.cli import cli
 
     return name in cli.commands
+
+
+def _derived_state(conn) -> dict:
+    """Triggers, gmv functions and matview options: what 0003 and 0004 create besides views."""
+    return {
+        "triggers": sorted(conn.execute(
+            "SELECT tgrelid::regclass::text, tgname FROM pg_trigger WHERE NOT tgisinternal").fetchall()),
+        "functions": sorted(r[0] for r in conn.execute(
+            "SELECT oid::regprocedure::text FROM pg_proc WHERE pronamespace = 'gmv'::regnamespace")),
+        "options": sorted(conn.execute(
+            "SELECT relname, reloptions FROM pg_class WHERE relkind = 'm' AND relnamespace = 'gmv'::regnamespace"
+        ).fetchall()),
+    }
+
+
+def test_consolidate_down_and_up_keeps_rows_and_cascades(db_url):
+    """0004 re-applies sql/derived (cascades and vacuum_truncate included) and goes back to 0003's objects."""
+    from tests.factories import seed
+
+    with connect(db_url) as conn:
+        world = seed(conn, n_training=6, n_generated=3, dim=4, seed=1)
+        conn.execute("REFRESH MATERIALIZED VIEW gmv.training_credit")
+        at_head = _derived_state(conn)
+        counts = conn.execute("SELECT (SELECT count(*) FROM gmv.training_image), (SELECT count(*) FROM gmv.owner)").fetchone()
+    assert ("gmv.training_image", "cascade_delete") in at_head["triggers"]
+    assert "gmv.embedding_table(text,integer)" in at_head["functions"]
+    assert at_head["options"] == [("training_credit", ["vacuum_truncate=false"]),
+                                  ("training_credit_monthly", ["vacuum_truncate=false"])]
+    downgrade(db_url, "0003_set_based_cascades")
+    with connect(db_url) as conn:
+        at_0003 = _derived_state(conn)
+        assert conn.execute("SELECT (SELECT count(*) FROM gmv.training_image), (SELECT count(*) FROM gmv.owner)").fetchone() == counts
+    assert at_0003["triggers"] == at_head["triggers"] and at_0003["options"] == at_head["options"]
+    assert "gmv.embedding_table(text,integer)" not in at_0003["functions"]
+    upgrade(db_url)
+    with connect(db_url) as conn:
+        assert _derived_state(conn) == at_head
+        # The re-created cascade still deletes a training image's vectors.
+        space_id = world["space"].space_id
+        conn.execute("DELETE FROM gmv.training_image WHERE training_id = %s", (int(world["training_ids"][0]),))
+        assert conn.execute(f"SELECT count(*) FROM gmv.training_embedding_{space_id}").fetchone()[0] == 5
+
+
+def test_embedding_table_names_agree(conn):
+    from gmv_sql import spaces
+    from tests.factories import seed
+
+    space = seed(conn, n_training=1, n_generated=1, dim=2)["space"]
+    for kind in spaces.KINDS:
+        in_sql = conn.execute("SELECT gmv.embedding_table(%s, %s)::text", (kind, space.space_id)).fetchone()[0]
+        assert in_sql == f"gmv.{spaces.table_name(kind, space.space_id)}"
+        assert space.table(kind).as_string(conn) == f'gmv."{spaces.table_name(kind, space.space_id)}"'

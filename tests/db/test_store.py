@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from psycopg import sql
 
+from gmv_sql import spaces
 from gmv_sql.embed import store
 from gmv_sql.errors import ConflictError, InputError, NotFoundError
 from tests.factories import add_generated_images, add_training_images, make_license, make_owner, make_run
@@ -31,7 +32,7 @@ def _read_back(conn, space, kind, ids) -> np.ndarray:
 def test_vectors_round_trip_exactly(conn, dim):
     rng = np.random.default_rng(dim)
     ids = _training(conn, 50)
-    space = store.get_or_create_space(conn, "s", model="m", dim=dim)
+    space = spaces.get_or_create_space(conn, "s", model="m", dim=dim)
     vectors = rng.normal(size=(50, dim)).astype(np.float32)
     vectors[0, 0] = np.float32(1e-38)  # subnormal-adjacent and extreme values survive too
     vectors[1, -1] = np.float32(-3.4e38)
@@ -44,7 +45,7 @@ def test_copy_streamed_in_several_pieces_round_trips(conn):
     n = 2 * store.COPY_PIECE_ROWS + 7
     rng = np.random.default_rng(7)
     ids = rng.permutation(_training(conn, n))
-    space = store.get_or_create_space(conn, "p", model="m", dim=3)
+    space = spaces.get_or_create_space(conn, "p", model="m", dim=3)
     vectors = rng.normal(size=(n, 3)).astype(np.float32)
     assert store.copy_vectors(conn, space, "training", ids, vectors) == n
     np.testing.assert_array_equal(_read_back(conn, space, "training", ids), vectors)
@@ -53,7 +54,7 @@ def test_copy_streamed_in_several_pieces_round_trips(conn):
 def test_halfvec_round_trip_is_exact_for_half_precision_values(conn):
     rng = np.random.default_rng(1)
     ids = _training(conn, 20)
-    space = store.get_or_create_space(conn, "h", model="m", dim=2048)
+    space = spaces.get_or_create_space(conn, "h", model="m", dim=2048)
     assert space.storage == "halfvec"
     vectors = rng.normal(size=(20, 2048)).astype(np.float16).astype(np.float32)
     store.copy_vectors(conn, space, "training", ids, vectors)
@@ -63,7 +64,7 @@ def test_halfvec_round_trip_is_exact_for_half_precision_values(conn):
 def test_generated_vectors_round_trip(conn):
     run = make_run(conn)
     ids = add_generated_images(conn, 10, run)
-    space = store.get_or_create_space(conn, "g", model="m", dim=4)
+    space = spaces.get_or_create_space(conn, "g", model="m", dim=4)
     vectors = np.arange(40, dtype=np.float32).reshape(10, 4) + 0.5
     store.copy_vectors(conn, space, "generated", ids, vectors)
     np.testing.assert_array_equal(_read_back(conn, space, "generated", ids), vectors)
@@ -72,7 +73,7 @@ def test_generated_vectors_round_trip(conn):
 
 def test_bad_vectors_are_refused_and_nothing_is_stored(conn):
     ids = _training(conn, 3)
-    space = store.get_or_create_space(conn, "s", model="m", dim=4)
+    space = spaces.get_or_create_space(conn, "s", model="m", dim=4)
     with pytest.raises(InputError, match="expected 4 dimensions for space 's', got 5"):
         store.copy_vectors(conn, space, "training", ids, np.ones((3, 5)))
     bad = np.ones((3, 4))
@@ -85,30 +86,30 @@ def test_bad_vectors_are_refused_and_nothing_is_stored(conn):
 
 
 def test_get_or_create_space_refuses_another_model(conn):
-    store.get_or_create_space(conn, "s", model="a", dim=8, weights_sha256="x", preprocessing={"k": [1, 2]})
-    again = store.get_or_create_space(conn, "s", model="a", dim=8, weights_sha256="x", preprocessing={"k": [1, 2]})
+    spaces.get_or_create_space(conn, "s", model="a", dim=8, weights_sha256="x", preprocessing={"k": [1, 2]})
+    again = spaces.get_or_create_space(conn, "s", model="a", dim=8, weights_sha256="x", preprocessing={"k": [1, 2]})
     assert again.preprocessing == {"k": [1, 2]}
     with pytest.raises(ConflictError, match="model 'a' \\(asked 'b'\\)"):
-        store.get_or_create_space(conn, "s", model="b", dim=8, weights_sha256="x", preprocessing={"k": [1, 2]})
+        spaces.get_or_create_space(conn, "s", model="b", dim=8, weights_sha256="x", preprocessing={"k": [1, 2]})
     with pytest.raises(ConflictError, match="weights sha256"):
-        store.get_or_create_space(conn, "s", model="a", dim=8, weights_sha256="y", preprocessing={"k": [1, 2]})
+        spaces.get_or_create_space(conn, "s", model="a", dim=8, weights_sha256="y", preprocessing={"k": [1, 2]})
     with pytest.raises(NotFoundError, match="no embedding space 'nope'"):
-        store.get_space(conn, "nope")
-    assert [s.name for s in store.list_spaces(conn)] == ["s"]
+        spaces.get_space(conn, "nope")
+    assert [s.name for s in spaces.list_spaces(conn)] == ["s"]
 
 
 def test_dimension_limits_pick_storage(conn):
-    assert store.choose_storage(2000) == "vector"
-    assert store.choose_storage(2001) == "halfvec"
+    assert spaces.choose_storage(2000) == "vector"
+    assert spaces.choose_storage(2001) == "halfvec"
     with pytest.raises(InputError, match="4096 dimensions do not fit"):
-        store.choose_storage(4096)
+        spaces.choose_storage(4096)
     with pytest.raises(InputError):
-        store.get_or_create_space(conn, "big", model="m", dim=4096)
+        spaces.get_or_create_space(conn, "big", model="m", dim=4096)
 
 
 def test_drop_and_build_index_and_it_is_used(conn):
     ids = _training(conn, 300)
-    space = store.get_or_create_space(conn, "s", model="m", dim=16, hnsw_m=8, hnsw_ef_construction=32)
+    space = spaces.get_or_create_space(conn, "s", model="m", dim=16, hnsw_m=8, hnsw_ef_construction=32)
     store.drop_index(conn, space)
     assert conn.execute("SELECT to_regclass(%s)", (f"gmv.{space.index_name}",)).fetchone()[0] is None
     rng = np.random.default_rng(0)
@@ -128,7 +129,7 @@ def test_drop_and_build_index_and_it_is_used(conn):
 
 
 def test_maintenance_work_mem_grows_with_data():
-    space = store.EmbeddingSpace(1, "s", "m", None, {}, 512)
+    space = spaces.EmbeddingSpace(1, "s", "m", None, {}, 512)
     assert store.maintenance_work_mem_for(space, 0) == "64MB"
     assert store.maintenance_work_mem_for(space, 200_000) == f"{int(np.ceil(200_000 * (2048 + 256 + 64) * 1.3 / 2**20))}MB"
     assert store.maintenance_work_mem_for(space, 10**9) == "4096MB"
@@ -137,7 +138,7 @@ def test_maintenance_work_mem_grows_with_data():
 @pytest.mark.parametrize("dim,storage", [(2000, "vector"), (4000, "halfvec")])
 def test_largest_indexable_vectors_fit_inline(conn, dim, storage):
     ids = _training(conn, 3)
-    space = store.get_or_create_space(conn, "big", model="m", dim=dim, storage=storage)
+    space = spaces.get_or_create_space(conn, "big", model="m", dim=dim, storage=storage)
     vectors = np.random.default_rng(dim).normal(size=(3, dim)).astype(np.float16).astype(np.float32)
     store.copy_vectors(conn, space, "training", ids, vectors)
     np.testing.assert_array_equal(_read_back(conn, space, "training", ids), vectors)

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import defaultdict
+from functools import partial
 
 import numpy as np
 import psycopg
 import pytest
 
+from gmv_sql.db.connect import connect
 from gmv_sql.match import matcher
 from gmv_sql.value.refresh import refresh
 from tests.factories import seed
@@ -72,7 +74,7 @@ def test_every_scheme_matches_numpy_with_random_quality(conn, db_url):
     conn.execute(
         "INSERT INTO gmv.valuation_scheme (name, formula, temperature) VALUES ('softmax_hot', 'softmax_distance', 2.5)"
     )
-    matcher.match_space(db_url, world["space"], k=7, exact=True, workers=1)
+    matcher.match_space(partial(connect, db_url), world["space"], k=7, exact=True, workers=1)
     refresh(conn)
     _check_against_numpy(conn, world["space"].space_id)
     assert not np.allclose(world["quality"], 1.0)
@@ -114,7 +116,7 @@ def test_monthly_credit_uses_utc_months_whatever_the_session_timezone(conn, db_u
         dt.datetime(2026, 3, 16, tzinfo=utc),
     ]
     world = seed(conn, n_training=30, n_generated=4, dim=4, created_at=created, quality=[1, 2, 3, 4])
-    matcher.match_space(db_url, world["space"], k=3, exact=True, workers=1)
+    matcher.match_space(partial(connect, db_url), world["space"], k=3, exact=True, workers=1)
     for zone in ("Pacific/Kiritimati", "America/Anchorage"):
         conn.execute(f"SET TimeZone = '{zone}'")
         refresh(conn)
@@ -127,7 +129,7 @@ def test_monthly_credit_uses_utc_months_whatever_the_session_timezone(conn, db_u
 
 def test_refresh_is_concurrent_readers_are_not_blocked(conn, db_url):
     world = seed(conn, n_training=30, n_generated=5, dim=4)
-    matcher.match_space(db_url, world["space"], k=3, exact=True, workers=1)
+    matcher.match_space(partial(connect, db_url), world["space"], k=3, exact=True, workers=1)
     with psycopg.connect(db_url) as reader:
         # An open read transaction holds an ACCESS SHARE lock on the view for its whole duration.
         reader.execute("SELECT count(*) FROM gmv.training_credit").fetchone()
@@ -144,7 +146,7 @@ def test_refresh_is_concurrent_readers_are_not_blocked(conn, db_url):
 def test_report_views_agree_with_credit(conn, db_url):
     world = seed(conn, n_training=60, n_generated=20, dim=8, owners=3, quality="random",
                  licenses=(("paid", True, False), ("free", False, False)))
-    matcher.match_space(db_url, world["space"], k=5, exact=True, workers=1)
+    matcher.match_space(partial(connect, db_url), world["space"], k=5, exact=True, workers=1)
     refresh(conn)
     tv = conn.execute(
         "SELECT count(*), sum(value), sum(share) FROM report.training_value WHERE scheme = 'rank_linear'"

@@ -17,6 +17,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from gmv_sql import spaces
 from gmv_sql.embed import store
 
 HOSTILE_NAMES = [
@@ -134,7 +135,7 @@ def seed(
             quality=[0.5 + (j % 3) / 2 for j in range(n_generated)],
             created=[base + dt.timedelta(days=31 * (j % months)) for j in range(n_generated)],
         )
-        emb_space = store.get_or_create_space(conn, space, model="test", dim=dim)
+        emb_space = spaces.get_or_create_space(conn, space, model="test", dim=dim)
         train_vec = _unit(rng.normal(size=(n_training, dim)))
         gen_vec = _unit(rng.normal(size=(n_generated, dim)))
         store.copy_vectors(conn, emb_space, "training", training_ids, train_vec)
