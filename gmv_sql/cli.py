@@ -9,7 +9,15 @@ import click
 
 from gmv_sql import __version__
 from gmv_sql.app import App
+from gmv_sql.audit.commands import audit
+from gmv_sql.db.commands import db
+from gmv_sql.demo.commands import demo
+from gmv_sql.embed.commands import embed
 from gmv_sql.errors import GmvError
+from gmv_sql.ingest.commands import ingest
+from gmv_sql.match.commands import match
+from gmv_sql.report.commands import report
+from gmv_sql.value.commands import value
 
 
 class GmvGroup(click.Group):
@@ -46,30 +54,8 @@ def cli(ctx: click.Context, database_url: str | None) -> None:
     ctx.obj = App(cli_database_url=database_url)
 
 
-def _register() -> None:
-    from gmv_sql.db.commands import db
-
-    cli.add_command(db)
-    for module_name, names in (
-        ("gmv_sql.ingest.commands", ("ingest",)),
-        ("gmv_sql.embed.commands", ("embed",)),
-        ("gmv_sql.match.commands", ("match",)),
-        ("gmv_sql.value.commands", ("value",)),
-        ("gmv_sql.report.commands", ("report",)),
-        ("gmv_sql.audit.commands", ("audit",)),
-        ("gmv_sql.demo.commands", ("demo",)),
-    ):
-        try:
-            module = __import__(module_name, fromlist=list(names))
-        except ModuleNotFoundError as exc:
-            if exc.name is None or not module_name.startswith(exc.name):
-                raise  # a real missing dependency, not a missing stage
-            continue  # stage not built in this checkout
-        for name in names:
-            cli.add_command(getattr(module, name))
-
-
-_register()
+for command in (db, ingest, embed, match, value, report, audit, demo):  # the pipeline's order in --help
+    cli.add_command(command)
 
 
 def main() -> None:

@@ -2,30 +2,17 @@
 
 from __future__ import annotations
 
+import sys
 from urllib.parse import quote
 
 import click
-from psycopg import sql
 from psycopg.conninfo import conninfo_to_dict
 
-from gmv_sql import spaces
 from gmv_sql.app import App, pass_app
-from gmv_sql.db import embedded
+from gmv_sql.db import catalog, embedded
 from gmv_sql.db.connect import connect, mask_password, pgvector_versions
 from gmv_sql.errors import ConfigError
 from gmv_sql.output import emit, format_option
-
-COUNTED_TABLES = (
-    "owner",
-    "license",
-    "training_image",
-    "generator",
-    "generation_run",
-    "generated_image",
-    "embedding_space",
-    "match",
-    "revenue_pool",
-)
 
 
 @click.group()
@@ -57,7 +44,6 @@ def status(app: App, fmt: str) -> None:
     Example: gmv db status --format json
     """
     from gmv_sql.db.migrate import current_revision, head_revision
-    from gmv_sql.embed import store
 
     rows: list[tuple[str, object]] = []
     with connect(app.url, register_vector=False) as conn:
@@ -75,13 +61,49 @@ def status(app: App, fmt: str) -> None:
         if app.embedded:
             rows.append(("data directory", str(embedded.pgdata_dir())))
         if revision is not None:
-            for table in COUNTED_TABLES:
-                count = conn.execute(sql.SQL("SELECT count(*) FROM gmv.{}").format(sql.Identifier(table))).fetchone()[0]
-                rows.append((f"rows gmv.{table}", count))
-            for space in spaces.list_spaces(conn):
-                for kind in spaces.KINDS:
-                    rows.append((f"vectors {space.name} ({kind})", store.count_vectors(conn, space, kind)))
+            rows += [(f"rows gmv.{table}", n) for table, n in catalog.data_row_counts(conn).items()]
+            rows += [
+                (f"vectors {v.space} ({v.kind})", catalog.count_rows(conn, v.table))
+                for v in catalog.vector_tables(conn)
+            ]
     emit(rows, ("item", "value"), fmt)
+
+
+def _describe(rows: dict[str, int]) -> str:
+    held = [f"{n:,} {table}" for table, n in rows.items() if n]
+    return ", ".join(held) if held else "no rows"
+
+
+@db.command()
+@click.option("--yes", is_flag=True, help="Confirm: delete all gmv data in this database.")
+@pass_app
+def reset(app: App, yes: bool) -> None:
+    """Delete all gmv data in this database: images, owners, licences, embeddings, matches, pools.
+
+    In one transaction: drops every embedding space's vector tables, empties the data tables and
+    refreshes the credit views. The schema (at its migration) and the valuation schemes stay. Asks
+    for confirmation on a terminal; elsewhere it refuses without --yes.
+
+    Example: gmv db reset --yes
+    """
+    from gmv_sql.db.reset import empty_database
+
+    where = mask_password(app.url)
+    with app.connect(autocommit=True) as conn:
+        if not yes:
+            held = _describe(catalog.data_row_counts(conn))
+            if not sys.stdin.isatty():
+                raise ConfigError(
+                    f"gmv db reset deletes all gmv data in {where} ({held}); add --yes to do it"
+                )
+            click.confirm(f"Delete all gmv data in {where} ({held})?", abort=True, err=True)
+        result = empty_database(conn)
+    if not result.deleted_anything:
+        click.echo(f"{where} holds no gmv data: nothing deleted")
+        return
+    spaces = list(dict.fromkeys(v.space for v in result.vector_tables))
+    vectors = f" and the vector tables of space{'s' if len(spaces) > 1 else ''} {', '.join(spaces)}" if spaces else ""
+    click.echo(f"deleted all gmv data in {where} ({_describe(result.rows)}){vectors}")
 
 
 def with_user(url: str, user: str) -> str:

@@ -7,9 +7,8 @@ from dataclasses import dataclass
 
 import psycopg
 
+from gmv_sql.db.catalog import CREDIT_VIEWS, count_rows, qualified
 from gmv_sql.resources import query
-
-VIEWS = ("training_credit", "training_credit_monthly")
 
 
 @dataclass
@@ -31,9 +30,9 @@ def refresh(conn: psycopg.Connection) -> list[RefreshResult]:
         conn.execute("SET LOCAL jit = off")
         # work_mem stays the server's: raising it to 256MB (so the window sorts of gmv.match_weight
         # would not spill) made both refreshes ~2x slower over 1M match rows (docs/BENCHMARKS.md).
-        for view in VIEWS:
+        for view in CREDIT_VIEWS:
             started = time.monotonic()
             conn.execute(query("value", f"refresh_{view}"))
-            rows = conn.execute(f"SELECT count(*) FROM gmv.{view}").fetchone()[0]
+            rows = count_rows(conn, qualified(view))
             results.append(RefreshResult(view=f"gmv.{view}", rows=rows, seconds=time.monotonic() - started))
     return results

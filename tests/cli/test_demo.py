@@ -9,7 +9,7 @@ import json
 import pytest
 
 from gmv_sql.app import App
-from gmv_sql.demo.commands import _prepare_external_database
+from gmv_sql.demo.steps import use_external_database
 from gmv_sql.errors import ConfigError
 from tests.factories import seed
 
@@ -95,10 +95,10 @@ def test_reset_empties_an_external_database(db_url, conn):
     seed(conn, n_training=20, n_generated=5, dim=4)
     app = App(cli_database_url=db_url)
     with pytest.raises(ConfigError, match="already holds gmv data"):
-        _prepare_external_database(app, reset=False)
+        use_external_database(app, reset=False)
     assert conn.execute("SELECT count(*) FROM gmv.training_image").fetchone()[0] == 20
 
-    _prepare_external_database(app, reset=True)
+    use_external_database(app, reset=True)
     for table in ("training_image", "generated_image", "owner", "license", "embedding_space", "match"):
         assert conn.execute(f"SELECT count(*) FROM gmv.{table}").fetchone()[0] == 0, table
     leftover = conn.execute(

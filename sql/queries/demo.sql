@@ -1,0 +1,16 @@
+-- What `gmv demo` does beyond the commands it runs: the rights an operator sets after ingest, and the
+-- values it plots (read from the public report views, as any client would).
+
+-- name: royalty_free_licences
+UPDATE gmv.license SET royalty_bearing = false WHERE name = ANY(%(names)s)
+
+-- name: opt_out_training_image
+UPDATE gmv.training_image SET opted_out = true WHERE sha256 = %(sha256)s RETURNING training_id, uri
+
+-- name: training_values_by_split
+SELECT attributes ->> 'split' AS split, value
+FROM report.training_value
+WHERE space = %(space)s AND scheme = %(scheme)s AND NOT opted_out
+
+-- name: owner_values
+SELECT owner, value FROM report.owner_value WHERE space = %(space)s AND scheme = %(scheme)s
