@@ -14,6 +14,7 @@ from gmv_sql.db import embedded
 from gmv_sql.db.connect import connect, mask_password, pgvector_versions
 from gmv_sql.errors import ConfigError
 from gmv_sql.output import emit, format_option
+from gmv_sql.resources import query
 
 COUNTED_TABLES = (
     "owner",
@@ -61,7 +62,7 @@ def status(app: App, fmt: str) -> None:
 
     rows: list[tuple[str, object]] = []
     with connect(app.url, register_vector=False) as conn:
-        pg_version = conn.execute("SHOW server_version").fetchone()[0]
+        pg_version = conn.execute(query("db", "server_version")).fetchone()[0]
         installed, available = pgvector_versions(conn)
         revision = current_revision(conn)
         rows += [
@@ -76,7 +77,7 @@ def status(app: App, fmt: str) -> None:
             rows.append(("data directory", str(embedded.pgdata_dir())))
         if revision is not None:
             for table in COUNTED_TABLES:
-                count = conn.execute(sql.SQL("SELECT count(*) FROM gmv.{}").format(sql.Identifier(table))).fetchone()[0]
+                count = conn.execute(sql.SQL(query("db", "count_rows")).format(table=sql.Identifier(table))).fetchone()[0]
                 rows.append((f"rows gmv.{table}", count))
             for space in spaces.list_spaces(conn):
                 for kind in spaces.KINDS:

@@ -28,12 +28,12 @@ def refresh(conn: psycopg.Connection) -> list[RefreshResult]:
     """
     results = []
     with conn.transaction():
-        conn.execute("SET LOCAL jit = off")
+        conn.execute(query("value", "refresh_settings"))
         # work_mem stays the server's: raising it to 256MB (so the window sorts of gmv.match_weight
         # would not spill) made both refreshes ~2x slower over 1M match rows (docs/BENCHMARKS.md).
         for view in VIEWS:
             started = time.monotonic()
             conn.execute(query("value", f"refresh_{view}"))
-            rows = conn.execute(f"SELECT count(*) FROM gmv.{view}").fetchone()[0]
+            rows = conn.execute(query("value", f"count_{view}")).fetchone()[0]
             results.append(RefreshResult(view=f"gmv.{view}", rows=rows, seconds=time.monotonic() - started))
     return results
