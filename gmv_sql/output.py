@@ -11,9 +11,12 @@ import json
 import re
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import click
+import psycopg
+from psycopg.rows import namedtuple_row
 
 FORMATS = ("table", "csv", "json")
 
@@ -25,6 +28,21 @@ _FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r", "\uff1d", "\uff0b", "\uff0d
 # user's terminal) and bidi overrides (which reorder what is displayed).
 _INVISIBLE = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
 _ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+@dataclass(frozen=True)
+class Rows:
+    """What a query returned: its column names (from the query itself) and rows readable by name (row.owner)."""
+
+    columns: list[str]
+    rows: list[Any]
+
+
+def read(conn: psycopg.Connection, statement, params=None) -> Rows:
+    """Run a query; its rows as named tuples, its column names as the query named them."""
+    with conn.cursor(row_factory=namedtuple_row) as cur:
+        cur.execute(statement, params)
+        return Rows([column.name for column in cur.description], cur.fetchall())
 
 
 def format_option(func):

@@ -26,6 +26,8 @@ KINDS: tuple[Kind, ...] = ("training", "generated")
 HNSW_MAX_DIM = {"vector": 2000, "halfvec": 4000}
 DISTANCE_OPERATORS = {"cosine": "<=>", "l2": "<->", "inner_product": "<#>"}
 OPCLASS_SUFFIX = {"cosine": "cosine_ops", "l2": "l2_ops", "inner_product": "ip_ops"}
+# What the stored distance (pgvector's operator) is, in words: <#> gives the negative inner product.
+DISTANCE_NAMES = {"cosine": "cosine distance", "l2": "Euclidean (L2) distance", "inner_product": "negative inner product"}
 
 
 def table_name(kind: Kind, space_id: int) -> str:

@@ -20,6 +20,7 @@ import psycopg
 
 from gmv_sql.errors import ConflictError, InputError, NotFoundError
 from gmv_sql.ingest.files import sha256_file
+from gmv_sql.resources import query
 
 _SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
 
@@ -162,17 +163,9 @@ def read_image_list(path: Path) -> list[ListedImage]:
 
 
 
-_VALUES_QUERY = """
-SELECT t.training_id, t.sha256, t.uri, v.value
-FROM gmv.training_image AS t
-LEFT JOIN report.training_value AS v
-       ON v.training_id = t.training_id AND v.space = %(space)s AND v.scheme = %(scheme)s
-"""
-
-
 def values_of(conn: psycopg.Connection, entries: list[ListedImage], *, space: str, scheme: str) -> dict[int, float]:
     """{training_id: value} of the listed images; an image gmv does not know is a one-line error."""
-    rows = conn.execute(_VALUES_QUERY, {"space": space, "scheme": scheme}).fetchall()
+    rows = conn.execute(query("audit", "training_values"), {"space": space, "scheme": scheme}).fetchall()
     by_sha = {sha: (tid, value) for tid, sha, _, value in rows}
     by_uri = {uri: (tid, value) for tid, _, uri, value in rows}
     values: dict[int, float] = {}

@@ -13,6 +13,7 @@ from gmv_sql.db import catalog, embedded
 from gmv_sql.db.connect import connect, mask_password, pgvector_versions
 from gmv_sql.errors import ConfigError
 from gmv_sql.output import emit, format_option
+from gmv_sql.resources import query
 
 
 @click.group()
@@ -47,7 +48,7 @@ def status(app: App, fmt: str) -> None:
 
     rows: list[tuple[str, object]] = []
     with connect(app.url, register_vector=False) as conn:
-        pg_version = conn.execute("SHOW server_version").fetchone()[0]
+        pg_version = conn.execute(query("db", "server_version")).fetchone()[0]
         installed, available = pgvector_versions(conn)
         revision = current_revision(conn)
         rows += [

@@ -9,6 +9,7 @@ from psycopg.conninfo import conninfo_to_dict, make_conninfo
 
 from gmv_sql.config import external_database_url
 from gmv_sql.errors import DatabaseError
+from gmv_sql.resources import query
 
 MIN_PGVECTOR = (0, 8, 0)
 MIN_SERVER_VERSION = 160000
@@ -72,10 +73,7 @@ def parse_version(text: str) -> tuple[int, ...]:
 
 def pgvector_versions(conn: psycopg.Connection) -> tuple[str | None, str | None]:
     """(installed in this database, available on the server)."""
-    row = conn.execute(
-        "SELECT (SELECT extversion FROM pg_extension WHERE extname = 'vector'),"
-        " (SELECT default_version FROM pg_available_extensions WHERE name = 'vector')"
-    ).fetchone()
+    row = conn.execute(query("db", "pgvector_versions")).fetchone()
     return row[0], row[1]
 
 

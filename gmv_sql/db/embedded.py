@@ -15,6 +15,7 @@ from pathlib import Path
 
 from gmv_sql.config import gmv_home
 from gmv_sql.errors import DatabaseError
+from gmv_sql.resources import query
 
 DATABASE_NAME = "gmv"
 
@@ -118,6 +119,7 @@ def tune(admin_url: str, pgdata: Path) -> bool:
     Settings the user has changed since (postgresql.auto.conf already names them) are left alone.
     """
     import psycopg
+    from psycopg import sql
 
     auto_conf = pgdata / "postgresql.auto.conf"
     existing = auto_conf.read_text() if auto_conf.exists() else ""
@@ -126,18 +128,18 @@ def tune(admin_url: str, pgdata: Path) -> bool:
         return False
     with psycopg.connect(admin_url, autocommit=True) as conn:
         for name, value in todo.items():
-            conn.execute(f"ALTER SYSTEM SET {name} = '{value}'")
+            conn.execute(sql.SQL(query("db", "alter_system")).format(name=sql.Identifier(name), value=sql.Literal(value)))
     return "shared_buffers" in todo
 
 
 def _ensure_database(admin_url: str) -> None:
     import psycopg
+    from psycopg import sql
 
     with psycopg.connect(admin_url, autocommit=True) as conn:
-        exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (DATABASE_NAME,)).fetchone()
-        if not exists:
+        if not conn.execute(query("db", "database_exists"), {"name": DATABASE_NAME}).fetchone()[0]:
             try:
-                conn.execute(f'CREATE DATABASE "{DATABASE_NAME}"')
+                conn.execute(sql.SQL(query("db", "create_database")).format(database=sql.Identifier(DATABASE_NAME)))
             except psycopg.errors.DuplicateDatabase:
                 pass  # a concurrent gmv process created it first
 

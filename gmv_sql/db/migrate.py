@@ -11,7 +11,7 @@ from sqlalchemy.pool import NullPool
 
 from gmv_sql.db.connect import check_pgvector, connect
 from gmv_sql.errors import DatabaseError
-from gmv_sql.resources import migrations_dir
+from gmv_sql.resources import migrations_dir, query
 
 
 def _config() -> Config:
@@ -25,10 +25,9 @@ def head_revision() -> str:
 
 
 def current_revision(conn: psycopg.Connection) -> str | None:
-    exists = conn.execute("SELECT to_regclass('public.alembic_version')").fetchone()[0]
-    if exists is None:
+    if not conn.execute(query("db", "has_alembic_version")).fetchone()[0]:
         return None
-    row = conn.execute("SELECT version_num FROM public.alembic_version").fetchone()
+    row = conn.execute(query("db", "alembic_version")).fetchone()
     return row[0] if row else None
 
 

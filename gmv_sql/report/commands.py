@@ -8,7 +8,7 @@ import click
 
 from gmv_sql.app import App, pass_app
 from gmv_sql.errors import InputError, NotFoundError
-from gmv_sql.output import emit, format_option
+from gmv_sql.output import emit, format_option, read
 from gmv_sql.report import royalties as royalty
 from gmv_sql.report.common import Target, credit_is_stale, ineligible_matches, resolve_target
 from gmv_sql.resources import query
@@ -68,7 +68,7 @@ def royalties(
         target = resolve_target(conn, space, scheme)
         _warn_if_ineligible(conn, target)
         statement = royalty.record_and_split(conn, target, month, amount, code)
-    emit(statement.rows, royalty.COLUMNS, fmt)
+    emit(statement.rows, statement.table.columns, fmt)
     if not statement.rows:
         click.echo(
             f"note: no generated image created in {statement.period} is matched in space {target.space!r}: "
@@ -84,7 +84,7 @@ def royalties(
     else:
         click.echo(
             f"{statement.period} {target.space}/{target.scheme}: {statement.pool} {statement.currency} split over "
-            f"{sum(1 for r in statement.rows if r[5] > 0)} owners",
+            f"{sum(1 for r in statement.rows if r.amount > 0)} owners",
             err=True,
         )
 
@@ -102,8 +102,8 @@ def owners(app: App, space: str | None, scheme: str | None, fmt: str) -> None:
     with app.connect() as conn:
         target = resolve_target(conn, space, scheme)
         _warn_if_stale(conn, target)
-        rows = conn.execute(query("report", "owners"), {"space": target.space, "scheme": target.scheme}).fetchall()
-    emit(rows, ["owner", "value", "share", "n_images", "n_training_images"], fmt)
+        values = read(conn, query("report", "owners"), {"space": target.space, "scheme": target.scheme})
+    emit(values.rows, values.columns, fmt)
 
 
 @report.command()
@@ -120,10 +120,8 @@ def top(app: App, limit: int, space: str | None, scheme: str | None, fmt: str) -
     with app.connect() as conn:
         target = resolve_target(conn, space, scheme)
         _warn_if_stale(conn, target)
-        rows = conn.execute(
-            query("report", "top"), {"space": target.space, "scheme": target.scheme, "limit": limit}
-        ).fetchall()
-    emit(rows, ["training_id", "uri", "owner", "license", "value", "n_matches", "share"], fmt)
+        images = read(conn, query("report", "top"), {"space": target.space, "scheme": target.scheme, "limit": limit})
+    emit(images.rows, images.columns, fmt)
 
 
 @report.command()
@@ -161,13 +159,12 @@ def evidence(
             )
             click.echo(str(written))
             return
-        rows = conn.execute(
-            query("report", "evidence"), {"space": target.space, "scheme": target.scheme, "ids": list(generated_ids)}
-        ).fetchall()
-    unmatched = sorted(set(generated_ids) - {r[0] for r in rows})
+        found = read(
+            conn, query("report", "evidence"), {"space": target.space, "scheme": target.scheme, "ids": list(generated_ids)}
+        )
+    unmatched = sorted(set(generated_ids) - {r.generated_id for r in found.rows})
     if unmatched:
         raise NotFoundError(
             f"generated image {unmatched[0]} has no matches in space {target.space!r}; run `gmv match --space {target.space}`"
         )
-    columns = ["generated_id", "rank", "training_id", "training_uri", "owner", "license", "distance", "weight", "credit"]
-    emit(rows, columns, fmt)
+    emit(found.rows, found.columns, fmt)

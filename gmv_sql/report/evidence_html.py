@@ -25,8 +25,10 @@ import psycopg
 
 from gmv_sql import __version__
 from gmv_sql.errors import InputError
+from gmv_sql.output import read
 from gmv_sql.report import plots
 from gmv_sql.resources import query
+from gmv_sql.spaces import DISTANCE_NAMES
 
 THUMBNAIL = 96  # pixels, longer side
 EXTREMES = 8  # highest- and lowest-valued training images shown
@@ -144,26 +146,27 @@ def write_evidence_page(
         raise InputError(f"folder {str(folder)!r} for the HTML page does not exist; create it or pick another --html path")
     params = {"space": space, "scheme": scheme}
     if generated_ids is None:
-        matched = [r[0] for r in conn.execute(query("evidence_html", "matched_generated"), params)]
-        generated_ids = pick_sample(matched, sample)
-    attribution = conn.execute(query("evidence_html", "attribution"), {**params, "ids": list(generated_ids)}).fetchall()
-    highest = conn.execute(query("evidence_html", "highest_valued"), {**params, "limit": EXTREMES}).fetchall()
-    lowest = conn.execute(query("evidence_html", "lowest_valued"), {**params, "limit": EXTREMES}).fetchall()
-    split_rows = conn.execute(query("evidence_html", "values_by_split"), params).fetchall()
-    owner_rows = conn.execute(query("evidence_html", "owner_credit"), params).fetchall()
-    n_training, n_generated, k = conn.execute(query("evidence_html", "totals"), params).fetchone()
+        matched = read(conn, query("evidence_html", "matched_generated"), params).rows
+        generated_ids = pick_sample([r.generated_id for r in matched], sample)
+    attribution = read(conn, query("evidence_html", "attribution"), {**params, "ids": list(generated_ids)}).rows
+    highest = read(conn, query("evidence_html", "highest_valued"), {**params, "limit": EXTREMES}).rows
+    lowest = read(conn, query("evidence_html", "lowest_valued"), {**params, "limit": EXTREMES}).rows
+    split_rows = read(conn, query("evidence_html", "values_by_split"), params).rows
+    owner_rows = read(conn, query("evidence_html", "owner_credit"), params).rows
+    totals = read(conn, query("evidence_html", "totals"), params).rows[0]
+    k = totals.k
 
     groups: dict[str, list[float]] = defaultdict(list)
-    for split, value in split_rows:
-        groups[split if split is not None else "all training images"].append(float(value))
+    for r in split_rows:
+        groups[r.split if r.split is not None else "all training images"].append(float(r.value))
     groups = dict(sorted(groups.items(), key=lambda item: _split_order(item[0])))
     distribution_png = plots.value_distribution_png(groups, title=f"Value of training images ({space} / {scheme})")
-    owner_png = plots.owner_credit_png([r[0] for r in owner_rows], [float(r[1]) for r in owner_rows])
+    owner_png = plots.owner_credit_png([r.owner for r in owner_rows], [float(r.value) for r in owner_rows])
 
     thumbs = _Thumbnails()
     by_generated: dict[int, list] = defaultdict(list)
     for row in attribution:
-        by_generated[row[0]].append(row)
+        by_generated[row.generated_id].append(row)
 
     parts: list[str] = [
         "<!DOCTYPE html>",
@@ -174,8 +177,8 @@ def write_evidence_page(
         f"<h1>{_e(title or 'Which training images did the generated images come from?')}</h1>",
         '<p class="meta">'
         f"GMValuator (arXiv 2304.10701) in PostgreSQL + pgvector &middot; embedding space <b>{_e(space)}</b> &middot; "
-        f"scheme <b>{_e(scheme)}</b> &middot; k = {_e(k)} &middot; {_e(n_training)} training images &middot; "
-        f"{_e(n_generated)} matched generated images &middot; gmv_sql {_e(__version__)} &middot; "
+        f"scheme <b>{_e(scheme)}</b> &middot; k = {_e(k)} &middot; {_e(totals.n_training)} training images &middot; "
+        f"{_e(totals.n_generated)} matched generated images &middot; gmv_sql {_e(__version__)} &middot; "
         f"written {_e(dt.datetime.now(dt.timezone.utc).strftime('%Y-%m-%d %H:%M UTC'))}</p>",
         '<div class="plots">',
         f'<img src="{_png_uri(distribution_png)}" alt="value distribution">',
@@ -183,7 +186,8 @@ def write_evidence_page(
         "</div>",
         f"<h2>Generated images and their top-{_e(k)} training images</h2>",
         '<p class="meta">Each row: a generated image, then the training images nearest to it (rank 1 = nearest), '
-        "with owner, licence, cosine distance d and the weight w its credit gives each (weights sum to 1).</p>",
+        f"with owner, licence, {_e(DISTANCE_NAMES.get(totals.distance, totals.distance))} d and the weight w its "
+        "credit gives each (weights sum to 1).</p>",
     ]
     for generated_id in generated_ids:
         rows = by_generated.get(generated_id)
@@ -196,26 +200,26 @@ def write_evidence_page(
         first = rows[0]
         parts.append('<div class="row">')
         parts.append(
-            f'<div class="generated">{_img(thumbs(first[1]), f"generated {generated_id}")}'
-            f"<b>generated #{_e(generated_id)}</b><br>{_e(first[2])} / {_e(first[3])}</div>"
+            f'<div class="generated">{_img(thumbs(first.generated_uri), f"generated {generated_id}")}'
+            f"<b>generated #{_e(generated_id)}</b><br>{_e(first.generator)} / {_e(first.run)}</div>"
         )
-        for _, _, _, _, rank, training_id, training_uri, owner, license_name, distance, weight in rows:
+        for r in rows:
             parts.append(
-                f'<div class="cell">{_img(thumbs(training_uri), f"training {training_id}")}'
-                f"#{_e(rank)} &middot; training {_e(training_id)}<br>{_e(owner)}<br><i>{_e(license_name)}</i><br>"
-                f"d = {float(distance):.4f} &middot; w = {float(weight):.3f}</div>"
+                f'<div class="cell">{_img(thumbs(r.training_uri), f"training {r.training_id}")}'
+                f"#{_e(r.rank)} &middot; training {_e(r.training_id)}<br>{_e(r.owner)}<br><i>{_e(r.license)}</i><br>"
+                f"d = {float(r.distance):.4f} &middot; w = {float(r.weight):.3f}</div>"
             )
         parts.append("</div>")
 
     for heading, rows in (("Highest-valued training images", highest), ("Lowest-valued training images", lowest)):
         parts.append(f"<h2>{_e(heading)}</h2>")
         parts.append('<div class="grid">')
-        for training_id, uri, owner, license_name, value, n_matches, opted_out in rows:
-            note = " &middot; opted out" if opted_out else ""
+        for r in rows:
+            note = " &middot; opted out" if r.opted_out else ""
             parts.append(
-                f'<div class="cell">{_img(thumbs(uri), f"training {training_id}")}'
-                f"training {_e(training_id)}<br>{_e(owner)}<br><i>{_e(license_name)}</i><br>"
-                f"value {float(value):.4g} &middot; {_e(n_matches)} matches{note}</div>"
+                f'<div class="cell">{_img(thumbs(r.uri), f"training {r.training_id}")}'
+                f"training {_e(r.training_id)}<br>{_e(r.owner)}<br><i>{_e(r.license)}</i><br>"
+                f"value {float(r.value):.4g} &middot; {_e(r.n_matches)} matches{note}</div>"
             )
         parts.append("</div>")
     parts.append("</body></html>")

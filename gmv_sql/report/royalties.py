@@ -14,12 +14,12 @@ from dataclasses import dataclass
 import psycopg
 
 from gmv_sql.errors import InputError
+from gmv_sql.output import Rows, read
 from gmv_sql.report.common import Target
 from gmv_sql.resources import query
 from gmv_sql.value.refresh import refresh
 
 MAX_POOL = decimal.Decimal("9999999999999999.99")  # numeric(18, 2)
-COLUMNS = ["period", "owner", "credit", "unpaid_credit", "share", "amount", "currency"]
 
 
 def parse_period(text: str) -> dt.date:
@@ -59,11 +59,15 @@ class Statement:
     period: str
     pool: decimal.Decimal
     currency: str
-    rows: list[tuple]
+    table: Rows  # the rows of report.royalty_statement for the period, space and scheme
+
+    @property
+    def rows(self) -> list:
+        return self.table.rows
 
     @property
     def paid(self) -> decimal.Decimal:
-        return sum((r[5] for r in self.rows), decimal.Decimal("0.00"))
+        return sum((r.amount for r in self.rows), decimal.Decimal("0.00"))
 
 
 def record_and_split(
@@ -78,7 +82,7 @@ def record_and_split(
         )
         refresh(conn)
         label = period.strftime("%Y-%m")
-        rows = conn.execute(
-            query("report", "royalty_statement"), {"period": label, "space": target.space, "scheme": target.scheme}
-        ).fetchall()
-    return Statement(period=label, pool=pool, currency=currency, rows=rows)
+        table = read(
+            conn, query("report", "royalty_statement"), {"period": label, "space": target.space, "scheme": target.scheme}
+        )
+    return Statement(period=label, pool=pool, currency=currency, table=table)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from gmv_sql.app import App, pass_app
-from gmv_sql.output import emit, format_option
+from gmv_sql.output import emit, format_option, read
 from gmv_sql.resources import query
 from gmv_sql.value.refresh import refresh as refresh_views
 
@@ -29,5 +29,5 @@ def refresh(app: App, fmt: str) -> None:
         results = refresh_views(conn)
         for r in results:
             click.echo(f"refreshed {r.view}: {r.rows:,} rows in {r.seconds:.2f}s", err=True)
-        rows = conn.execute(query("value", "credit_summary")).fetchall()
-    emit(rows, ["space", "scheme", "training_images", "total_credit"], fmt)
+        summary = read(conn, query("value", "credit_summary"))
+    emit(summary.rows, summary.columns, fmt)

@@ -27,7 +27,7 @@ def refresh(conn: psycopg.Connection) -> list[RefreshResult]:
     """
     results = []
     with conn.transaction():
-        conn.execute("SET LOCAL jit = off")
+        conn.execute(query("value", "refresh_settings"))
         # work_mem stays the server's: raising it to 256MB (so the window sorts of gmv.match_weight
         # would not spill) made both refreshes ~2x slower over 1M match rows (docs/BENCHMARKS.md).
         for view in CREDIT_VIEWS:

@@ -43,4 +43,5 @@ ORDER BY value DESC, owner
 SELECT (SELECT count(*) FROM gmv.training_image) AS n_training,
        (SELECT count(DISTINCT m.generated_id) FROM gmv.match AS m JOIN gmv.embedding_space AS sp USING (space_id)
          WHERE sp.name = %(space)s) AS n_generated,
-       (SELECT match_k FROM gmv.embedding_space WHERE name = %(space)s) AS k
+       (SELECT match_k FROM gmv.embedding_space WHERE name = %(space)s) AS k,
+       (SELECT distance FROM gmv.embedding_space WHERE name = %(space)s) AS distance

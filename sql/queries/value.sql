@@ -15,3 +15,7 @@ JOIN gmv.embedding_space AS sp USING (space_id)
 JOIN gmv.valuation_scheme AS vs USING (scheme_id)
 GROUP BY sp.name, vs.name
 ORDER BY sp.name, vs.name
+
+-- name: refresh_settings
+-- For the refresh transaction: JIT only costs time on these plans.
+SELECT set_config('jit', 'off', true)

@@ -71,6 +71,15 @@ def test_page_is_self_contained_and_escapes_text(evidence_world, gmv, tmp_path):
     assert not list(page.parent.glob(".evidence.html.*"))  # no temporary file left behind
 
 
+@pytest.mark.parametrize(("distance", "words"), [("l2", "Euclidean (L2) distance d"),
+                                               ("inner_product", "negative inner product d")])
+def test_page_names_the_space_distance(conn, gmv, tmp_path, distance, words):
+    seed(conn, n_training=12, n_generated=3, dim=4, distance=distance, seed=2)
+    gmv("match", "--space", "test", "--k", "3")
+    _, text = _page(gmv, tmp_path)
+    assert words in text and "cosine" not in text
+
+
 def test_chosen_ids_missing_files_and_bad_folder(evidence_world, gmv, tmp_path, conn):
     generated = [int(i) for i in evidence_world["generated_ids"][:2]]
     missing = tmp_path / "images" / "training"

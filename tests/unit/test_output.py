@@ -5,8 +5,10 @@ import decimal
 import io
 import json
 
+import pytest
+
 from gmv_sql.output import neutralise_formula, render
-from gmv_sql.resources import parse_named_blocks
+from gmv_sql.resources import SqlFileError, parse_named_blocks
 
 
 def test_csv_neutralises_formulas_but_keeps_numbers():
@@ -31,3 +33,26 @@ def test_table_aligns_numbers_right():
 def test_named_sql_blocks():
     blocks = parse_named_blocks("-- name: one\nSELECT 1\n\n-- name: two\nSELECT 2;\n")
     assert blocks == {"one": "SELECT 1", "two": "SELECT 2;"}
+
+
+@pytest.mark.parametrize(
+    ("text", "error"),
+    [
+        ("-- name: one\nSELECT 1\n-- name: one\nSELECT 2\n", "q.sql:3: duplicate SQL block name 'one' (first at line 1)"),
+        ("-- header\n-- name: one\n-- only a comment\n\n-- name: two\nSELECT 2\n", "q.sql:2: SQL block 'one' is empty"),
+        ("-- header\nSELECT 0;\n-- name: one\nSELECT 1\n", "q.sql:2: SQL before the first '-- name:' line"),
+        ("-- name: one\nSELECT 1\n-- name: two-three\nSELECT 2\n", "q.sql:3: bad SQL block name line"),
+    ],
+)
+def test_bad_sql_blocks_name_their_file_and_line(text, error):
+    with pytest.raises(SqlFileError) as raised:
+        parse_named_blocks(text, source="q.sql")
+    assert str(raised.value).startswith(error)
+
+
+def test_every_sql_file_loads():
+    from gmv_sql.resources import _all_queries, sql_dir
+
+    loaded = _all_queries()
+    assert set(loaded) == {p.stem for p in (sql_dir() / "queries").glob("*.sql")}
+    assert all(loaded.values())
