@@ -146,3 +146,11 @@ class Gmv:
 @pytest.fixture
 def gmv(db_url, tmp_path) -> Gmv:
     return Gmv(db_url, tmp_path / "gmv_home")
+
+
+@pytest.fixture
+def fresh_gmv(server_url, template_db, tmp_path):
+    """A second, independent database for the uninterrupted reference run."""
+    name = create_database(server_url, template_db)
+    yield Gmv(_url_for_database(server_url, name), tmp_path / "fresh_home")
+    drop_database(server_url, name)

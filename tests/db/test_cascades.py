@@ -103,12 +103,14 @@ def test_delete_waits_for_a_running_writer_so_no_orphan_survives(conn, db_url, w
 
         thread = threading.Thread(target=delete)
         thread.start()
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and not conn.execute(
-            "SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'advisory' AND query LIKE 'DELETE FROM gmv.training_image%'"
-        ).fetchone()[0]:
-            time.sleep(0.05)
-        assert not done.is_set(), "the delete did not wait for the running writer"
+        waiting = _waiting_on(conn, running.info.backend_pid, "DELETE FROM gmv.training_image%")
+        assert waiting is not None and not done.is_set(), "the delete did not wait for the running writer"
+        # It waits for exactly the writer's lock: (key, space), not granted, held by `running`.
+        assert conn.execute(
+            "SELECT classid::bigint, objid::bigint, granted FROM pg_locks WHERE pid = %s AND locktype = 'advisory'"
+            " AND NOT granted",
+            (waiting,),
+        ).fetchall() == [(key, space.space_id, False)]
         if writer == "match":
             running.execute(
                 "INSERT INTO gmv.match (space_id, generated_id, rank, training_id, distance, k) VALUES (%s, %s, 3, %s, 0.5, 3)",
@@ -124,6 +126,21 @@ def test_delete_waits_for_a_running_writer_so_no_orphan_survives(conn, db_url, w
     assert done.is_set() and not errors, errors
     assert _count(conn, where="training_id = %s", params=(victim,)) == 0
     assert _count(conn, space.table("training"), "training_id = %s", (victim,)) == 0
+
+
+def _waiting_on(conn, blocker_pid: int, query_like: str, timeout: float = 10) -> int | None:
+    """The pid of a backend running query_like that waits on an advisory lock blocker_pid holds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        row = conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND wait_event = 'advisory'"
+            " AND query LIKE %s AND %s = ANY(pg_blocking_pids(pid))",
+            (query_like, blocker_pid),
+        ).fetchone()
+        if row:
+            return row[0]
+        time.sleep(0.05)
+    return None
 
 
 def test_import_refuses_while_gmv_embed_writes_the_space(conn, db_url, tmp_path):

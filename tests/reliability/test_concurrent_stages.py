@@ -4,12 +4,11 @@ either succeeds or stops with one line (never a traceback)."""
 
 from __future__ import annotations
 
-import hashlib
 import subprocess
 
 import pytest
 
-from tests.reliability.helpers import seed, write_png
+from tests.factories import add_images_from_files, seed, write_image
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -31,7 +30,7 @@ def _both(gmv, *args: str) -> list[subprocess.CompletedProcess]:
 
 def test_two_matches_at_once(gmv, conn):
     n_generated, k = 800, 5
-    seed(conn, n_training=800, n_generated=n_generated, dim=16, k=k, with_matches=False)
+    seed(conn, n_training=800, n_generated=n_generated, dim=16, space="rel", k=k, with_matches=False)
     results = _both(gmv, "match", "--space", "rel", "--k", str(k), "--batch", "20", "--workers", "2")
     if any(r.returncode for r in results):
         gmv.run("match", "--space", "rel", "--k", str(k))  # whoever stopped: the same command finishes the job
@@ -43,12 +42,8 @@ def test_two_matches_at_once(gmv, conn):
 
 def test_two_embeds_at_once(gmv, conn, tmp_path):
     folder = tmp_path / "images"
-    paths = [write_png(folder / f"{i:04d}.png", seed=i) for i in range(600)]
-    owner = conn.execute("INSERT INTO gmv.owner (name) VALUES ('a') RETURNING owner_id").fetchone()[0]
-    lic = conn.execute("INSERT INTO gmv.license (name) VALUES ('cc0') RETURNING license_id").fetchone()[0]
-    with conn.cursor() as cur, cur.copy("COPY gmv.training_image (sha256, uri, owner_id, license_id) FROM STDIN") as cp:
-        for p in paths:
-            cp.write_row((hashlib.sha256(p.read_bytes()).hexdigest(), str(p), owner, lic))
+    paths = [write_image(folder / f"{i:04d}.png", seed=i) for i in range(600)]
+    add_images_from_files(conn, paths)
     results = _both(gmv, "embed", "--space", "px", "--model", "pixels", "--workers", "0", "-q")
     if any(r.returncode for r in results):
         gmv.run("embed", "--space", "px", "--model", "pixels", "--workers", "0", "-q")
@@ -58,7 +53,7 @@ def test_two_embeds_at_once(gmv, conn, tmp_path):
 
 
 def test_two_refreshes_at_once(gmv, conn):
-    seed(conn, n_training=500, n_generated=300, dim=8, k=5, months=1)
+    seed(conn, n_training=500, n_generated=300, dim=8, k=5)
     results = _both(gmv, "value", "refresh")
     assert all(r.returncode == 0 for r in results), [r.stderr for r in results]
     total = conn.execute(

@@ -4,7 +4,6 @@ identity values or timestamps). `gmv value refresh` killed mid-run leaves the ol
 
 from __future__ import annotations
 
-import hashlib
 import os
 import signal
 import subprocess
@@ -13,16 +12,7 @@ import time
 import psycopg
 import pytest
 
-from tests.conftest import Gmv, _url_for_database, create_database, drop_database
-from tests.reliability.helpers import fingerprint, query_fingerprint, seed, write_png
-
-
-@pytest.fixture
-def fresh_gmv(server_url, template_db, tmp_path):
-    """A second, independent database for the uninterrupted reference run."""
-    name = create_database(server_url, template_db)
-    yield Gmv(_url_for_database(server_url, name), tmp_path / "fresh_home")
-    drop_database(server_url, name)
+from tests.factories import add_images_from_files, fingerprint, query_fingerprint, seed, write_image
 
 
 def _kill_when(proc: subprocess.Popen, url: str, count_sql: str, *, at_least: int = 1) -> int:
@@ -54,25 +44,13 @@ N_GENERATED = 1500
 def _images_in_both(tmp_path, urls: list[str]) -> None:
     """The same ingested images (files on disk, rows with their sha256) in every database."""
     folder = tmp_path / "images"
-    rows = {"training": [], "generated": []}
-    for kind, n in (("training", N_TRAINING), ("generated", N_GENERATED)):
-        for i in range(n):
-            path = write_png(folder / kind / f"{i:05d}.png", seed=i + (0 if kind == "training" else 10**6))
-            rows[kind].append((hashlib.sha256(path.read_bytes()).hexdigest(), str(path)))
+    files = {
+        kind: [write_image(folder / kind / f"{i:05d}.png", seed=i + offset) for i in range(n)]
+        for kind, n, offset in (("training", N_TRAINING, 0), ("generated", N_GENERATED, 10**6))
+    }
     for url in urls:
-        with psycopg.connect(url) as conn:
-            owner = conn.execute("INSERT INTO gmv.owner (name) VALUES ('a') RETURNING owner_id").fetchone()[0]
-            lic = conn.execute("INSERT INTO gmv.license (name) VALUES ('cc0') RETURNING license_id").fetchone()[0]
-            gen = conn.execute("INSERT INTO gmv.generator (name) VALUES ('g') RETURNING generator_id").fetchone()[0]
-            run = conn.execute("INSERT INTO gmv.generation_run (generator_id, name) VALUES (%s, 'r') RETURNING run_id",
-                               (gen,)).fetchone()[0]
-            with conn.cursor() as cur:
-                with cur.copy("COPY gmv.training_image (sha256, uri, owner_id, license_id, width, height) FROM STDIN") as cp:
-                    for sha, uri in rows["training"]:
-                        cp.write_row((sha, uri, owner, lic, 8, 8))
-                with cur.copy("COPY gmv.generated_image (sha256, uri, run_id, width, height) FROM STDIN") as cp:
-                    for sha, uri in rows["generated"]:
-                        cp.write_row((sha, uri, run, 8, 8))
+        with psycopg.connect(url, autocommit=True) as conn:
+            add_images_from_files(conn, files["training"], files["generated"])
 
 
 def _embedding_state(conn) -> dict:
@@ -135,7 +113,7 @@ def test_sigkill_mid_match_then_rerun_equals_uninterrupted_run(gmv, fresh_gmv, e
             from pgvector.psycopg import register_vector
 
             register_vector(conn)
-            seed(conn, n_training=1000, n_generated=n_generated, dim=16, k=k, with_matches=False)
+            seed(conn, n_training=1000, n_generated=n_generated, dim=16, space="rel", k=k, with_matches=False)
     args = ["match", "--space", "rel", "--k", str(k), "--batch", "10", "--workers", "2"]
     if exact:
         args.append("--exact")
@@ -167,9 +145,9 @@ def test_sigkill_mid_match_then_rerun_equals_uninterrupted_run(gmv, fresh_gmv, e
 
 @pytest.mark.timeout(120)
 def test_sigkill_mid_refresh_keeps_the_old_credit_then_rerun_publishes(gmv, conn):
-    from tests.reliability.helpers import add_generated
+    from tests.factories import add_generated
 
-    seeded = seed(conn, n_training=1000, n_generated=600, dim=16, k=10, months=1)
+    seeded = seed(conn, n_training=1000, n_generated=600, dim=16, k=10)
     conn.execute("REFRESH MATERIALIZED VIEW gmv.training_credit")
     conn.execute("REFRESH MATERIALIZED VIEW gmv.training_credit_monthly")
     old = fingerprint(conn, "training_credit")

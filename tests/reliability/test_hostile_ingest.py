@@ -16,7 +16,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from tests.reliability.helpers import HOSTILE_NAMES, relations, run_bounded, sha256_file, write_png
+from tests.factories import HOSTILE_NAMES, relations, run_bounded, sha256, write_image
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -67,7 +67,7 @@ def test_hostile_names_and_paths_are_stored_verbatim(gmv, tmp_path, manifest_for
     tables_before = _gmv_tables(gmv.url)
     records = []
     for i, filename in enumerate(HOSTILE_FILENAMES):
-        write_png(folder / filename, seed=i)
+        write_image(folder / filename, seed=i)
         owner = HOSTILE_NAMES[i % len(HOSTILE_NAMES)]
         license_ = HOSTILE_NAMES[(i + 5) % len(HOSTILE_NAMES)]
         records.append({"path": filename, "owner": owner, "license": license_, "note": HOSTILE_NAMES[(i + 2) % 18]})
@@ -90,7 +90,7 @@ def test_hostile_names_and_paths_are_stored_verbatim(gmv, tmp_path, manifest_for
         uri = os.path.abspath(folder / r["path"])
         owner, license_, sha, attributes = stored[uri]  # the path itself, verbatim (newlines and all)
         assert (owner, license_) == (r["owner"], r["license"])
-        assert sha == sha256_file(folder / r["path"])
+        assert sha == sha256(folder / r["path"])
         assert attributes == {"note": r["note"]}
     assert _gmv_tables(gmv.url) == tables_before  # no "DROP TABLE" ran
 
@@ -100,7 +100,7 @@ def test_outer_whitespace_of_names_is_the_only_change(gmv, tmp_path):
     folder = tmp_path / "images"
     names = ["\tleading tab", "\rcarriage return", "  spaced  ", "inner\ttab\nand newline"]
     for i in range(len(names)):
-        write_png(folder / f"{i}.png", seed=i)
+        write_image(folder / f"{i}.png", seed=i)
     manifest = tmp_path / "m.jsonl"
     manifest.write_text("".join(json.dumps({"path": f"{i}.png", "owner": n, "license": "cc0"}) + "\n"
                                 for i, n in enumerate(names)))
@@ -123,7 +123,7 @@ def test_decompression_bombs_are_refused_without_decoding(gmv, tmp_path):
     from PIL import Image
 
     folder = tmp_path / "images"
-    good = write_png(folder / "good.png", seed=1)
+    good = write_image(folder / "good.png", seed=1)
     (folder / "claims_2.5_gigapixels.png").write_bytes(_png_claiming(50_000, 50_000))
     (folder / "claims_4_billion_wide.png").write_bytes(_png_claiming(2**31 - 1, 2))
     # A real bomb: 4,000 x 4,000 zeros compress to a few KB; over a limit of 1 megapixel here.
@@ -140,9 +140,9 @@ def test_decompression_bombs_are_refused_without_decoding(gmv, tmp_path):
 
 def test_symlink_loops_and_dangling_links_do_not_hang(gmv, tmp_path):
     folder = tmp_path / "images"
-    good = write_png(folder / "good.png", seed=1)
+    good = write_image(folder / "good.png", seed=1)
     (folder / "sub").mkdir()
-    write_png(folder / "sub" / "inner.png", seed=2)
+    write_image(folder / "sub" / "inner.png", seed=2)
     os.symlink(folder, folder / "sub" / "loop_to_top")  # a folder that contains itself
     os.symlink("..", folder / "sub" / "loop_up")
     os.symlink("a.png", folder / "b.png")  # b -> a -> b
@@ -163,7 +163,7 @@ def test_symlink_loops_and_dangling_links_do_not_hang(gmv, tmp_path):
 def test_special_files_are_refused_not_read(gmv, tmp_path, special):
     """A named pipe never delivers EOF and /dev/zero never ends: reading either would hang or fill memory."""
     folder = tmp_path / "images"
-    good = write_png(folder / "good.png", seed=1)
+    good = write_image(folder / "good.png", seed=1)
     if special == "fifo":
         os.mkfifo(folder / "pipe.png")
         target = folder / "pipe.png"
@@ -184,8 +184,8 @@ def test_special_files_are_refused_not_read(gmv, tmp_path, special):
 def test_manifest_with_missing_and_outside_paths(gmv, tmp_path):
     """Missing files and non-images are one line each; paths outside the folder follow docs/INGEST.md."""
     folder = tmp_path / "images"
-    good = write_png(folder / "good.png", seed=1)
-    outside = write_png(tmp_path / "elsewhere" / "outside.png", seed=2)
+    good = write_image(folder / "good.png", seed=1)
+    outside = write_image(tmp_path / "elsewhere" / "outside.png", seed=2)
     manifest = folder / "m.jsonl"
     rows = [
         {"path": "good.png"},
@@ -212,8 +212,8 @@ def test_manifest_with_missing_and_outside_paths(gmv, tmp_path):
 def test_on_error_fail_stores_nothing(gmv, tmp_path):
     folder = tmp_path / "images"
     for i in range(20):
-        write_png(folder / f"{i:02d}.png", seed=i)
-    (folder / "zz_truncated.png").write_bytes(write_png(tmp_path / "t.png", seed=99).read_bytes()[:40])
+        write_image(folder / f"{i:02d}.png", seed=i)
+    (folder / "zz_truncated.png").write_bytes(write_image(tmp_path / "t.png", seed=99).read_bytes()[:40])
     (folder / "zz_empty.png").write_bytes(b"")
     (folder / "zz_text.png").write_text("'; DROP TABLE gmv.owner; --")
     line = _error_line(gmv("ingest", "training", folder, "--owner", "alice", "--license", "cc0",
@@ -231,8 +231,8 @@ def test_on_error_fail_stores_nothing(gmv, tmp_path):
 )
 def test_generated_manifest_bad_values_are_one_line_each(gmv, tmp_path, field, value):
     folder = tmp_path / "gen"
-    write_png(folder / "ok.png", seed=1)
-    write_png(folder / "bad.png", seed=2)
+    write_image(folder / "ok.png", seed=1)
+    write_image(folder / "bad.png", seed=2)
     manifest = folder / "m.csv"
     manifest.write_text(f"path,{field}\nok.png,\nbad.png,\"{value}\"\n")
     result = gmv("ingest", "generated", folder, "--manifest", manifest, "--generator", "g",

@@ -11,7 +11,7 @@ import json
 import pytest
 
 from gmv_sql.output import render, visible
-from tests.reliability.helpers import HOSTILE_NAMES
+from tests.factories import HOSTILE_NAMES
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -9,10 +9,11 @@ import decimal
 import io
 import json
 
+import numpy as np
 import psycopg
 import pytest
 
-from tests.reliability.helpers import HOSTILE_NAMES, reader_url, refused, relations, seed
+from tests.factories import HOSTILE_NAMES, reader_url, refused, relations, seed
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -22,8 +23,8 @@ LICENSES = ["=1+1", "cc-by; DROP TABLE gmv.license; --", "l'icence \"quoted\"\ns
 
 @pytest.fixture
 def hostile_world(conn):
-    seed(conn, n_training=len(HOSTILE_NAMES) * 4, n_generated=40, dim=8, k=4, owners=HOSTILE_NAMES,
-         licenses=LICENSES, months=1)
+    seed(conn, n_training=len(HOSTILE_NAMES) * 4, n_generated=40, dim=8, space="rel", k=4, owners=HOSTILE_NAMES,
+         licenses=LICENSES, pool="1000.00")
     conn.execute("REFRESH MATERIALIZED VIEW gmv.training_credit")
     conn.execute("REFRESH MATERIALIZED VIEW gmv.training_credit_monthly")
     return relations(conn, "gmv", "rvm")
@@ -72,24 +73,47 @@ def test_report_top_and_royalties_exports(gmv, hostile_world):
     assert not any(r["owner"].startswith(FORMULA_START) for r in statement)
 
 
+def _vectors_file(conn, tmp_path) -> str:
+    """A valid import file (one vector for a stored image), so `embed import` reaches its --space."""
+    sha = conn.execute("SELECT sha256 FROM gmv.training_image ORDER BY training_id LIMIT 1").fetchone()[0]
+    path = tmp_path / "vectors.npz"
+    np.savez(path, vectors=np.ones((1, 8), dtype=np.float32), sha256=np.array([sha]))
+    return str(path)
+
+
+# name -> (arguments for a hostile value, the reason the refusal must give)
 COMMANDS = {
-    "match --space": lambda v: ("match", "--space", v),
-    "report owners --scheme": lambda v: ("report", "owners", "--scheme", v),
-    "report top --space": lambda v: ("report", "top", "--space", v),
-    "royalties --period": lambda v: ("report", "royalties", "--period", v, "--pool", "10"),
-    "royalties --pool": lambda v: ("report", "royalties", "--period", "2026-01", "--pool", v or "x"),
-    "royalties --currency": lambda v: ("report", "royalties", "--period", "2026-01", "--pool", "10", "--currency", v or "x"),
-    "embed import --space": lambda v: ("embed", "import", "/nonexistent.npz", "--space", v),
+    "match --space": (lambda v, f: ("match", "--space", v), "no embedding space"),
+    "report owners --scheme": (lambda v, f: ("report", "owners", "--scheme", v), "no valuation scheme"),
+    "report top --space": (lambda v, f: ("report", "top", "--space", v), "no embedding space"),
+    "royalties --period": (lambda v, f: ("report", "royalties", "--period", v, "--pool", "10"), "is not a month"),
+    "royalties --pool": (
+        lambda v, f: ("report", "royalties", "--period", "2026-01", "--pool", v or "x"), "is not a number"
+    ),
+    "royalties --currency": (
+        lambda v, f: ("report", "royalties", "--period", "2026-01", "--pool", "10", "--currency", v or "x"),
+        "is not a three-letter code",
+    ),
+    "embed import --space": (lambda v, f: ("embed", "import", f, "--space", v), "no embedding space"),
+    # With --model the name reaches the space-name check that creating a space applies.
+    "embed import --space --model": (
+        lambda v, f: ("embed", "import", f, "--space", v, "--model", "m"), "invalid embedding space"
+    ),
 }
 
 
 @pytest.mark.parametrize("value", ["'; DROP TABLE gmv.match; --", "x\ny", "ü" * 70, "$(id)", ""],
                          ids=["sql", "newline", "long-unicode", "shell", "empty"])
-def test_hostile_names_on_the_command_line_are_refused(gmv, conn, hostile_world, value):
+def test_hostile_names_on_the_command_line_are_refused(gmv, conn, hostile_world, tmp_path, value):
+    vectors_file = _vectors_file(conn, tmp_path)
     failures = {}
-    for command, args in COMMANDS.items():
+    for command, (args, reason) in COMMANDS.items():
+        if command == "match --space" and value == "":
+            reason = "needs --space"
         try:
-            refused(gmv, *args(value))
+            line = refused(gmv, *args(value, vectors_file), reason=reason)
+            # The refusal names the bad value (quoted, so a newline in it stays on one line).
+            assert repr(value) in line or not value, line
         except AssertionError as exc:
             failures[command] = str(exc).splitlines()[:2]
     assert failures == {}

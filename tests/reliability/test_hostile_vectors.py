@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.reliability.helpers import fingerprints, refused, run_bounded, seed
+from tests.factories import fingerprints, refused, run_bounded, seed
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -20,12 +20,12 @@ DIM = 8
 @pytest.fixture
 def world(conn):
     """Ingested images with an 8-d space 'rel' holding no vectors yet for the last 5 training images."""
-    seeded = seed(conn, n_training=20, n_generated=5, dim=DIM, k=3, with_matches=False)
+    seeded = seed(conn, n_training=20, n_generated=5, dim=DIM, space="rel", k=3, with_matches=False)
     shas = [r[0] for r in conn.execute("SELECT sha256 FROM gmv.training_image ORDER BY training_id")]
     # Free the last five images of their vectors so that a valid import would have work to do.
     conn.execute(
         f"DELETE FROM gmv.training_embedding_{seeded['space'].space_id} WHERE training_id = ANY(%s)",
-        (seeded["training_ids"][-5:],),
+        (seeded["training_ids"][-5:].tolist(),),
     )
     return {"shas": shas[-5:], "space": seeded["space"]}
 
@@ -40,7 +40,7 @@ def _npz(path: Path, vectors, shas) -> Path:
 
 
 def _cases(tmp_path: Path, shas: list[str]) -> dict[str, list[str]]:
-    """name -> gmv arguments after `embed import`; every one must be refused."""
+    """name -> gmv arguments after `embed import`; every one must be refused (for REASONS[name])."""
     v = _vectors()
     cases: dict[str, list[str]] = {}
 
@@ -94,6 +94,33 @@ def _cases(tmp_path: Path, shas: list[str]) -> dict[str, list[str]]:
     return cases
 
 
+# name -> words the refusal must give (a refusal for another reason hides the defect under test)
+REASONS = {
+    "nan": "has NaN or infinite values",
+    "inf": "has NaN or infinite values",
+    "-inf": "has NaN or infinite values",
+    "nan-new-space": "has NaN or infinite values",
+    "wrong-dim": "expected 8 dimensions",
+    "zero-dim": "dim_check",  # the constraint it trips (the message itself also blames the name)
+    "3-d": "must hold a 2-d array",
+    "1-d": "must hold a 2-d array",
+    "strings": "must hold a 2-d array",
+    "all-zero-cosine": "is all zeros",
+    "unknown-sha": "never ingested",
+    "duplicate-sha": "are the same image",
+    "fewer-ids": "5 vectors but 4 image ids",
+    "sql-in-id": "is neither a sha256 nor a readable image file",
+    "over-halfvec": "beyond half precision",
+    "pickled-npy": "allow_pickle=False",
+    "hostile-ids-line": "is neither a sha256 nor a readable image file",
+    "ids-names-a-device": "is neither a sha256 nor a readable image file",
+    "corrupt-npz": "cannot read",
+    "corrupt-parquet": "cannot read",
+    "ragged-parquet": "has 2 dimensions",
+    "null-vector-parquet": "empty (null) vectors",
+    "missing-file": "does not exist",
+}
+
 CASE_NAMES = [
     "nan", "inf", "-inf", "nan-new-space", "wrong-dim", "zero-dim", "3-d", "1-d", "strings", "all-zero-cosine",
     "unknown-sha", "duplicate-sha", "fewer-ids", "sql-in-id", "over-halfvec", "pickled-npy", "hostile-ids-line",
@@ -102,7 +129,7 @@ CASE_NAMES = [
 
 
 def test_every_case_is_listed(tmp_path):
-    assert sorted(_cases(tmp_path, ["a" * 64] * 5)) == sorted(CASE_NAMES)
+    assert sorted(_cases(tmp_path, ["a" * 64] * 5)) == sorted(CASE_NAMES) == sorted(REASONS)
 
 
 # Cases that could hang or exhaust memory run as a bounded process; the rest in-process (fast).
@@ -119,8 +146,9 @@ def test_bad_vectors_are_one_line_and_change_nothing(gmv, conn, world, tmp_path,
         assert "Traceback" not in result.stderr, result.stderr[-3000:]
         lines = [line for line in result.stderr.splitlines() if line.strip()]
         assert len(lines) == 1 and lines[0].startswith("Error: "), result.stderr
+        assert REASONS[case] in lines[0], lines[0]
     else:
-        refused(gmv, "embed", "import", *args)
+        refused(gmv, "embed", "import", *args, reason=REASONS[case])
     assert fingerprints(conn, "gmv", "r") == before  # not one row, not one new space or table
 
 

@@ -13,8 +13,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from tests.conftest import Gmv, _url_for_database, create_database, drop_database
-from tests.reliability.helpers import query_fingerprint, sha256_file, write_png
+from tests.factories import query_fingerprint, sha256, write_image
 
 TRAINING_ROWS = """
 SELECT t.sha256, t.uri, o.name, l.name, t.width, t.height, t.attributes::text, t.opted_out
@@ -31,7 +30,7 @@ def _images(folder: Path, start: int, n: int, *, reverse_names: bool = False) ->
     paths = []
     for i in range(start, start + n):
         name = f"{(10**6 - i) if reverse_names else i:07d}.png"
-        paths.append(write_png(folder / name, seed=i))
+        paths.append(write_image(folder / name, seed=i))
     return paths
 
 
@@ -53,7 +52,7 @@ def test_two_ingests_on_overlapping_folders_store_each_image_once(gmv, tmp_path,
         for i, path in enumerate(sorted(root.rglob("*.png"))):
             (second).mkdir(exist_ok=True)
             shutil.copyfile(path, second / f"{10**6 - i:07d}.png")
-    expected = {sha256_file(p) for p in root.rglob("*.png")}
+    expected = {sha256(p) for p in root.rglob("*.png")}
     args = ("--owner", "alice", "--license", "cc-by", "--batch-size", "7", "--workers", "1", "-q")
     procs = [
         gmv.popen("ingest", "training", folder, *args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -85,14 +84,6 @@ def _kill_when_rows_appear(proc: subprocess.Popen, url: str, table: str, total: 
     proc.kill()
     proc.wait(timeout=30)
     pytest.fail(f"the ingest ended (exit {proc.returncode}) before it could be killed mid-run")
-
-
-@pytest.fixture
-def fresh_gmv(server_url, template_db, tmp_path):
-    """A second, independent database for the uninterrupted reference run."""
-    name = create_database(server_url, template_db)
-    yield Gmv(_url_for_database(server_url, name), tmp_path / "fresh_home")
-    drop_database(server_url, name)
 
 
 @pytest.mark.timeout(240)

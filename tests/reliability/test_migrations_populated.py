@@ -7,7 +7,7 @@ import psycopg
 import pytest
 
 from gmv_sql.db.migrate import current_revision, downgrade, head_revision, upgrade
-from tests.reliability.helpers import HOSTILE_NAMES, fingerprints, reader_url, relations, seed
+from tests.factories import HOSTILE_NAMES, fingerprints, reader_url, relations, seed
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -21,7 +21,7 @@ def test_downgrade_and_upgrade_keep_every_row(db_url):
         from pgvector.psycopg import register_vector
 
         register_vector(conn)
-        seed(conn, n_training=300, n_generated=120, dim=16, k=5, owners=HOSTILE_NAMES[:6], months=3)
+        seed(conn, n_training=300, n_generated=120, dim=16, k=5, owners=HOSTILE_NAMES[:6], months=3, pool="1000.00")
         conn.execute("REFRESH MATERIALIZED VIEW gmv.training_credit")
         conn.execute("REFRESH MATERIALIZED VIEW gmv.training_credit_monthly")
         tables = fingerprints(conn, "gmv", "r")

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 import psycopg
 import pytest
 
-from tests.reliability.helpers import add_generated, reader_url, seed
+from tests.factories import add_generated, reader_url, seed
 
 READERS = 8
 READER_BOUND_S = 5.0  # the stated bound: no report query may take longer than this during a refresh
@@ -118,7 +118,7 @@ def _run_load(db_url: str, work) -> tuple[Load, float]:
 
 @pytest.fixture
 def populated(conn):
-    seeded = seed(conn, n_training=1000, n_generated=600, dim=16, k=10, months=1)
+    seeded = seed(conn, n_training=1000, n_generated=600, dim=16, k=10)
     conn.execute("REFRESH MATERIALIZED VIEW gmv.training_credit")
     conn.execute("REFRESH MATERIALIZED VIEW gmv.training_credit_monthly")
     return seeded

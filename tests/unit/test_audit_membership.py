@@ -3,7 +3,6 @@ and the member / non-member list formats."""
 
 from __future__ import annotations
 
-import hashlib
 import math
 
 import numpy as np
@@ -12,6 +11,7 @@ from scipy import stats
 
 from gmv_sql.audit.membership import membership_test, read_image_list
 from gmv_sql.errors import InputError
+from tests.factories import sha256
 
 
 def brute_force_auc(members, nonmembers) -> float:
@@ -77,7 +77,7 @@ def test_plain_list_of_sha256_and_paths(tmp_path):
     assert [e.where for e in entries] == ["members.txt:2", "members.txt:4", "members.txt:5"]
     assert entries[0].sha256 == digest.lower()
     # A relative path resolves against the list's folder and is identified by its bytes.
-    assert entries[1].sha256 == hashlib.sha256(image.read_bytes()).hexdigest()
+    assert entries[1].sha256 == sha256(image)
     assert entries[2].sha256 is None and entries[2].text == "/nowhere/b.png"
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import struct
 import zlib
@@ -13,16 +12,7 @@ import pytest
 from PIL import Image
 
 from gmv_sql.ingest.files import BadFile, CheckedFile, check_file, check_files, scan_folder
-
-
-def make_image(path: Path, size=(16, 12), mode="RGB", seed=0, **save) -> Path:
-    rng = np.random.default_rng(seed)
-    channels = {"RGB": 3, "L": 1, "RGBA": 4}[mode]
-    pixels = rng.integers(0, 256, size=(size[1], size[0], channels), dtype=np.uint8)
-    image = Image.fromarray(pixels[..., 0] if channels == 1 else pixels, mode=mode)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    image.save(path, **save)
-    return path
+from tests.factories import sha256, write_image
 
 
 def png_header_only(path: Path, width: int, height: int) -> Path:
@@ -39,7 +29,7 @@ def png_header_only(path: Path, width: int, height: int) -> Path:
 def bad_files(folder: Path) -> dict[str, tuple[Path, str]]:
     """name -> (path, expected words in the reason) for every kind of bad input."""
     folder.mkdir(parents=True, exist_ok=True)
-    good = make_image(folder / "source.png", size=(64, 64))
+    good = write_image(folder / "source.png", size=(64, 64))
     truncated = folder / "truncated.png"
     truncated.write_bytes(good.read_bytes()[: len(good.read_bytes()) // 2])
     zero = folder / "zero.png"
@@ -73,7 +63,7 @@ def test_every_bad_file_has_a_one_line_reason(tmp_path, name):
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their permissions")
 def test_permission_denied_is_unreadable(tmp_path):
-    path = make_image(tmp_path / "secret.png")
+    path = write_image(tmp_path / "secret.png")
     path.chmod(0)
     result = check_file(path)
     assert isinstance(result, BadFile) and result.reason.startswith("unreadable")
@@ -90,10 +80,10 @@ def test_a_folder_named_like_an_image_is_unreadable(tmp_path):
     [(".png", {}), (".jpg", {"quality": 90}), (".webp", {}), (".bmp", {}), (".tiff", {}), (".gif", {})],
 )
 def test_good_files_of_every_format_pass_with_sha256_and_size(tmp_path, suffix, save):
-    path = make_image(tmp_path / f"ok{suffix}", size=(20, 10), **save)
+    path = write_image(tmp_path / f"ok{suffix}", size=(20, 10), **save)
     result = check_file(path)
     assert isinstance(result, CheckedFile), result
-    assert result.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert result.sha256 == sha256(path)
     assert (result.width, result.height) == (20, 10)
     assert result.path == str(path.resolve())
 
@@ -106,16 +96,16 @@ def test_animated_gif_uses_first_frame(tmp_path):
 
 
 def test_max_pixels_is_configurable(tmp_path):
-    path = make_image(tmp_path / "big.png", size=(100, 100))
+    path = write_image(tmp_path / "big.png", size=(100, 100))
     assert isinstance(check_file(path, max_pixels=10_000), CheckedFile)
     result = check_file(path, max_pixels=9_999)
     assert isinstance(result, BadFile) and "--max-pixels" in result.reason
 
 
 def test_scan_is_recursive_sorted_and_filters_extensions(tmp_path):
-    make_image(tmp_path / "b" / "two.JPG")
-    make_image(tmp_path / "a" / "one.png")
-    make_image(tmp_path / "three.webp")
+    write_image(tmp_path / "b" / "two.JPG")
+    write_image(tmp_path / "a" / "one.png")
+    write_image(tmp_path / "three.webp")
     (tmp_path / "readme.txt").write_text("x")
     (tmp_path / ".hidden.png").write_bytes(b"x")
     files, ignored = scan_folder(tmp_path)
@@ -124,7 +114,7 @@ def test_scan_is_recursive_sorted_and_filters_extensions(tmp_path):
 
 
 def test_threaded_check_keeps_input_order(tmp_path):
-    paths = [make_image(tmp_path / f"{i:03d}.png", seed=i) for i in range(40)]
+    paths = [write_image(tmp_path / f"{i:03d}.png", seed=i) for i in range(40)]
     paths.insert(7, tmp_path / "missing.png")
     results = list(check_files(paths, workers=4))
     assert [r.path for r in results] == [str(p) for p in paths]
