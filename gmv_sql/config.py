@@ -28,3 +28,8 @@ def external_database_url(cli_url: str | None) -> str | None:
         if value:
             return value
     return None
+
+
+def default_workers(limit: int, cores_per_worker: int = 1) -> int:
+    """Workers for a stage: one per `cores_per_worker` cores of this machine, at least 1, at most `limit`."""
+    return max(1, min(limit, (os.cpu_count() or 1) // cores_per_worker))

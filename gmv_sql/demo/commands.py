@@ -28,7 +28,7 @@ from gmv_sql.db.connect import mask_password
     show_default=True,
     help="Folder for images, manifests, the evidence page, plots and the royalty statement.",
 )
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the split, owners and generator.")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Seed of the split, owners and generator.")
 @click.option(
     "--reset",
     is_flag=True,

@@ -100,7 +100,7 @@ def use_external_database(app: App, reset: bool) -> str:
     from gmv_sql.db import catalog
     from gmv_sql.db.reset import empty_database
 
-    with app.connect(autocommit=True) as conn:
+    with app.connect() as conn:
         busy = {table: n for table, n in catalog.data_row_counts(conn).items() if n}
         if busy and not reset:
             shown = ", ".join(f"{n} {table}" for table, n in busy.items())
@@ -163,7 +163,7 @@ def set_rights(url: str, opted_out_sha256: str) -> None:
     from gmv_sql.db.connect import connect
 
     free = [name for name, paid in data.LICENSES.items() if not paid]
-    with connect(url, autocommit=True) as conn, conn.transaction():
+    with connect(url) as conn, conn.transaction():
         conn.execute(query("demo", "royalty_free_licences"), {"names": free})
         row = conn.execute(query("demo", "opt_out_training_image"), {"sha256": opted_out_sha256}).fetchone()
     say(f"licences {', '.join(free)}: royalty-free (credit shown, not paid)")
@@ -218,7 +218,7 @@ def write_plots(url: str, output: Path) -> tuple[Path, Path]:
 
     target = {"space": SPACE, "scheme": SCHEME}
     groups: dict[str, list[float]] = {"members": [], "non-members": []}
-    with connect(url, autocommit=True) as conn:
+    with connect(url) as conn:
         values = conn.execute(query("demo", "training_values_by_split"), target).fetchall()
         owners = conn.execute(query("demo", "owner_values"), target).fetchall()
     for split, value in values:

@@ -9,7 +9,6 @@ it once at the end (much faster than inserting into the graph row by row).
 from __future__ import annotations
 
 import hashlib
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,6 +17,7 @@ from typing import Any
 import numpy as np
 import psycopg
 
+from gmv_sql.config import default_workers
 from gmv_sql.db import locks
 from gmv_sql.embed import store
 from gmv_sql.embed.models import Embedder, l2_normalise
@@ -69,10 +69,9 @@ def pick_device(device: str) -> str:
     return device
 
 
-def default_workers(device: str) -> int:
-    cores = os.cpu_count() or 1
+def decode_workers(device: str) -> int:
     # On CPU the model needs the cores; on a GPU decoding is the bottleneck.
-    return min(8, cores) if device == "cuda" else max(1, min(4, cores // 2))
+    return default_workers(8) if device == "cuda" else default_workers(4, cores_per_worker=2)
 
 
 class ImageDataset:
@@ -196,7 +195,7 @@ def _embed_missing(
     if items:
         embedder.to(device)
         if workers is None:
-            workers = default_workers(device)
+            workers = decode_workers(device)
         loader = make_loader(ImageDataset(items, embedder.transform), batch_size, workers, device)
         pending: dict[str, tuple[list[int], list[np.ndarray]]] = {"training": ([], []), "generated": ([], [])}
         with Progress("embedding", len(items), unit="images", enabled=progress) as bar, torch.inference_mode():

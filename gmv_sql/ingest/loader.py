@@ -11,13 +11,13 @@ Two passes, so that refusals leave the database exactly as it was:
 from __future__ import annotations
 
 import json
-import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import psycopg
 
+from gmv_sql.config import default_workers
 from gmv_sql.errors import ConflictError, InputError
 from gmv_sql.ingest.files import DEFAULT_MAX_PIXELS, BadFile, CheckedFile, check_files
 from gmv_sql.ingest.manifest import BadRow, Kind, Row
@@ -53,10 +53,6 @@ class IngestResult:
 class _Item:
     row: Row
     file: CheckedFile
-
-
-def default_workers() -> int:
-    return max(1, min(4, os.cpu_count() or 1))
 
 
 def _short(sha: str) -> str:
@@ -267,7 +263,7 @@ def ingest(
         if strict and kind == "training":
             _strict_check(conn, rows)
         items, result.bad = check_inputs(
-            rows, bad_rows, report=report, workers=workers or default_workers(), max_pixels=max_pixels,
+            rows, bad_rows, report=report, workers=workers or default_workers(4), max_pixels=max_pixels,
             progress=progress,
         )
         result.checked = len(rows)

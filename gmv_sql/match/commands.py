@@ -14,19 +14,24 @@ from gmv_sql.spaces import get_space
 
 @click.group(invoke_without_command=True)
 @click.option("--space", "space_name", metavar="NAME", help="Embedding space to match in (required).")
-@click.option("--k", type=int, default=None, help=f"Neighbours per generated image [default: the space's k, else {matcher.DEFAULT_K}].")
+@click.option("--k", type=click.IntRange(1, 1000), default=None, help=f"Neighbours per generated image [default: the space's k, else {matcher.DEFAULT_K}].")
 @click.option(
-    "--ef-search", type=int, default=None,
+    "--ef-search", type=click.IntRange(1, matcher.MAX_EF_SEARCH), default=None,
     help=f"HNSW candidate list size (>= k) [default: max({matcher.DEFAULT_EF_SEARCH}, 2k)].",
 )
 @click.option("--exact", is_flag=True, help="Exact search without the index (slow; for audits).")
-@click.option("--batch", type=int, default=matcher.DEFAULT_BATCH, show_default=True, help="Generated images per transaction.")
-@click.option("--workers", type=int, default=None, help="Parallel database connections [default: CPU count, max 8].")
+@click.option(
+    "--batch-size", "batch", type=click.IntRange(min=1), default=matcher.DEFAULT_BATCH, show_default=True,
+    help="Generated images per transaction.",
+)
+# The old spelling, kept working for scripts written against the first release.
+@click.option("--batch", "batch_alias", type=click.IntRange(min=1), hidden=True, default=None)
+@click.option("--workers", type=click.IntRange(1, 64), default=None, help="Parallel database connections [default: CPU count, max 8].")
 @click.option("--rematch", is_flag=True, help="Delete this space's matches first and match everything again (to change k).")
 @click.pass_context
 def match(
     ctx: click.Context, space_name: str | None, k: int | None, ef_search: int | None, exact: bool,
-    batch: int, workers: int | None, rematch: bool,
+    batch: int, batch_alias: int | None, workers: int | None, rematch: bool,
 ) -> None:
     """Find the k nearest training images of every generated image not yet matched (SQL + HNSW).
 
@@ -37,6 +42,7 @@ def match(
     """
     if ctx.invoked_subcommand is not None:
         return
+    batch = batch_alias or batch
     if not space_name:
         raise InputError("gmv match needs --space NAME; list spaces with `gmv db status`")
     app = ctx.ensure_object(App)
@@ -77,9 +83,9 @@ def match(
 
 @match.command()
 @click.option("--space", "space_name", required=True, metavar="NAME", help="Embedding space.")
-@click.option("--sample", type=int, default=100, show_default=True, help="Generated images to compare.")
-@click.option("--k", type=int, default=None, help="k [default: the space's k, else 10].")
-@click.option("--ef-search", type=int, default=None, help="ef_search to test [default: as gmv match uses].")
+@click.option("--sample", type=click.IntRange(min=1), default=100, show_default=True, help="Generated images to compare.")
+@click.option("--k", type=click.IntRange(1, 1000), default=None, help="k [default: the space's k, else 10].")
+@click.option("--ef-search", type=click.IntRange(1, matcher.MAX_EF_SEARCH), default=None, help="ef_search to test [default: as gmv match uses].")
 @format_option
 @pass_app
 def recall(app: App, space_name: str, sample: int, k: int | None, ef_search: int | None, fmt: str) -> None:

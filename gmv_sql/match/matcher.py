@@ -10,7 +10,6 @@ Parallel connections take disjoint id ranges, one batch at a time.
 
 from __future__ import annotations
 
-import os
 import queue
 import threading
 import time
@@ -22,6 +21,7 @@ import psycopg
 from psycopg import sql
 
 from gmv_sql import spaces
+from gmv_sql.config import default_workers
 from gmv_sql.db import locks
 from gmv_sql.embed import store
 from gmv_sql.errors import ConflictError, DatabaseError, InputError
@@ -34,10 +34,6 @@ DEFAULT_K = 10
 DEFAULT_EF_SEARCH = 100
 MAX_EF_SEARCH = 1000  # pgvector's upper bound for hnsw.ef_search
 DEFAULT_BATCH = 200
-
-
-def default_workers() -> int:
-    return max(1, min(os.cpu_count() or 1, 8))
 
 
 def ef_search_for(k: int, ef_search: int | None) -> int:
@@ -181,7 +177,7 @@ def match_space(
     """
     if batch < 1:
         raise InputError(f"--batch-size {batch} must be at least 1")
-    workers = default_workers() if workers is None else workers
+    workers = default_workers(8) if workers is None else workers
     if workers < 1:
         raise InputError(f"--workers {workers} must be at least 1")
     started = time.monotonic()

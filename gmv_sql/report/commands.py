@@ -125,7 +125,7 @@ def top(app: App, limit: int, space: str | None, scheme: str | None, fmt: str) -
 
 
 @report.command()
-@click.argument("generated_ids", nargs=-1, type=int, metavar="[GENERATED_ID]...")
+@click.argument("generated_ids", nargs=-1, type=click.IntRange(min=1), metavar="[GENERATED_ID]...")
 @click.option("--html", "html_path", type=click.Path(dir_okay=False, path_type=Path), help="Write an HTML page instead.")
 @click.option("--sample", type=click.IntRange(min=1), default=12, show_default=True,
               help="With --html and no ids: how many generated images to show.")

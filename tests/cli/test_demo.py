@@ -27,6 +27,7 @@ PROMISED = (
 
 
 @pytest.mark.slow
+@pytest.mark.torch
 @pytest.mark.timeout(1500)  # minutes on a quiet 2-core machine; far longer when it is shared
 def test_quick_demo_values_members_above_nonmembers(gmv, tmp_path, conn):
     output = tmp_path / "demo"

@@ -14,6 +14,7 @@ from tests.factories import numpy_knn, seed
 
 def test_match_then_rerun_does_nothing(gmv, conn):
     seed(conn, n_training=200, n_generated=30, dim=8)
+    # --batch is the first release's spelling of --batch-size, kept as a hidden alias.
     out = gmv("match", "--space", "test", "--k", "5", "--workers", "2", "--batch", "7").output
     assert "matched 30 generated images in space 'test' (k=5, HNSW, ef_search=100" in out
     assert "150 rows" in out and "next: gmv value refresh" in out
@@ -47,11 +48,21 @@ def test_errors_are_one_line(gmv, conn):
         (("match",), "needs --space"),
         (("match", "--space", "nope"), "no embedding space 'nope' (known: test)"),
         (("match", "--space", "test", "--k", "10", "--ef-search", "3"), "--ef-search 3 is smaller than --k 10"),
-        (("match", "--space", "test", "--workers", "0"), "--workers 0"),
     ]:
         result = gmv(*args, ok=False)
         lines = result.output.strip().splitlines()
         assert result.exit_code == 1 and len(lines) == 1 and text in lines[0], (args, result.output)
+    # Integer options are checked by click before anything runs: a usage error (exit 2) naming the option.
+    for args, option in [
+        (("match", "--space", "test", "--workers", "0"), "--workers"),
+        (("match", "--space", "test", "--k", "0"), "--k"),
+        (("match", "--space", "test", "--k", "1001"), "--k"),
+        (("match", "--space", "test", "--batch-size", "0"), "--batch-size"),
+        (("match", "--space", "test", "--ef-search", "5000"), "--ef-search"),
+        (("match", "recall", "--space", "test", "--sample", "0"), "--sample"),
+    ]:
+        result = gmv(*args, ok=False)
+        assert result.exit_code == 2 and f"Invalid value for '{option}'" in result.output, (args, result.output)
     assert conn.execute("SELECT count(*) FROM gmv.match").fetchone() == (0,)
 
 
@@ -67,7 +78,7 @@ def test_recall_command(gmv, conn):
 
 def test_interrupt_keeps_committed_batches_and_rerun_finishes(gmv, conn):
     seed(conn, n_training=2000, n_generated=300, dim=32)
-    proc = gmv.popen("match", "--space", "test", "--k", "4", "--exact", "--batch", "1", "--workers", "1",
+    proc = gmv.popen("match", "--space", "test", "--k", "4", "--exact", "--batch-size", "1", "--workers", "1",
                      stdout=-1, stderr=-1, text=True)
     deadline = time.monotonic() + 60
     while conn.execute("SELECT count(*) FROM gmv.match").fetchone()[0] == 0:
@@ -80,7 +91,7 @@ def test_interrupt_keeps_committed_batches_and_rerun_finishes(gmv, conn):
     assert "run the same command again" in err
     done = conn.execute("SELECT count(*), count(DISTINCT generated_id) FROM gmv.match").fetchone()
     assert 0 < done[1] < 300 and done[0] == 4 * done[1]  # whole batches only
-    out = gmv.run("match", "--space", "test", "--exact", "--batch", "300").stdout
+    out = gmv.run("match", "--space", "test", "--exact", "--batch-size", "300").stdout
     assert f"matched {300 - done[1]:,} generated images" in out
     assert conn.execute("SELECT count(*), count(DISTINCT generated_id) FROM gmv.match").fetchone() == (1200, 300)
 

@@ -31,7 +31,7 @@ def _both(gmv, *args: str) -> list[subprocess.CompletedProcess]:
 def test_two_matches_at_once(gmv, conn):
     n_generated, k = 800, 5
     seed(conn, n_training=800, n_generated=n_generated, dim=16, space="rel", k=k, with_matches=False)
-    results = _both(gmv, "match", "--space", "rel", "--k", str(k), "--batch", "20", "--workers", "2")
+    results = _both(gmv, "match", "--space", "rel", "--k", str(k), "--batch-size", "20", "--workers", "2")
     if any(r.returncode for r in results):
         gmv.run("match", "--space", "rel", "--k", str(k))  # whoever stopped: the same command finishes the job
     shape = conn.execute(

@@ -114,7 +114,7 @@ def test_sigkill_mid_match_then_rerun_equals_uninterrupted_run(gmv, fresh_gmv, e
 
             register_vector(conn)
             seed(conn, n_training=1000, n_generated=n_generated, dim=16, space="rel", k=k, with_matches=False)
-    args = ["match", "--space", "rel", "--k", str(k), "--batch", "10", "--workers", "2"]
+    args = ["match", "--space", "rel", "--k", str(k), "--batch-size", "10", "--workers", "2"]
     if exact:
         args.append("--exact")
     proc = gmv.popen(*args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-torch = pytest.importorskip("torch")
+pytestmark = pytest.mark.torch
+torch = pytest.importorskip("torch")  # a third-party package: `pytest -m "not torch"` runs without it
 
 from gmv_sql.demo.ddpm import DDPM, DDPMConfig  # noqa: E402
 

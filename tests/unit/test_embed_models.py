@@ -23,6 +23,7 @@ def test_l2_normalise_rows_and_zero_rows():
     assert out.dtype == np.float32
 
 
+@pytest.mark.torch
 @pytest.mark.parametrize("color,channels", [("gray", 1), ("rgb", 3)])
 def test_pixels_embedder(color, channels):
     embedder = build_embedder("pixels", pixels_size=4, pixels_color=color)
@@ -50,6 +51,7 @@ def test_unknown_model_and_bad_options():
         build_embedder("pixels", pixels_size=100)
 
 
+@pytest.mark.torch
 def test_torch_home_decides_where_weights_are_looked_for(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "th"))
     assert torch_home_checkpoints() == tmp_path / "th" / "hub" / "checkpoints"
@@ -64,6 +66,7 @@ def test_torch_home_decides_where_weights_are_looked_for(tmp_path, monkeypatch):
     assert path == older and entry.name == "IMAGENET1K_V1"
 
 
+@pytest.mark.torch
 def test_a_weights_file_that_is_not_a_state_dict(tmp_path):
     junk = tmp_path / "junk.pth"
     junk.write_bytes(b"not a torch file")
@@ -100,6 +103,7 @@ def test_read_parquet_rejects_ragged_vectors(tmp_path):
         read_vectors(tmp_path / "n.parquet")
 
 
+@pytest.mark.torch
 def test_image_size_scales_resize_and_crop():
     embedder = build_embedder("efficientnet-lite0", random_init=True, image_size=96)
     assert (embedder.preprocessing["resize_shorter"], embedder.preprocessing["center_crop"]) == (110, 96)
