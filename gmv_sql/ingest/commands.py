@@ -117,19 +117,7 @@ def training(
     Example: gmv ingest training ./data --manifest owners.csv
     """
     rows, bad_rows, ignored = _collect(path, manifest, "training", owner=_strip(owner), license=_strip(license_))
-    result = loader.ingest(
-        app.connect,
-        "training",
-        rows,
-        bad_rows,
-        on_error=on_error,
-        strict=strict,
-        batch_size=batch_size,
-        workers=workers,
-        max_pixels=max_pixels,
-        report=lambda line: click.echo(line, err=True),
-        progress=not quiet,
-    )
+    result = _load(app, "training", rows, bad_rows, on_error, batch_size, workers, max_pixels, quiet, strict=strict)
     _finish(result, ignored)
 
 
@@ -162,21 +150,18 @@ def generated(
         raise InputError("--generator is empty; name the model that generated the images")
     run = _strip(run) or dt.datetime.now(dt.timezone.utc).strftime("run-%Y%m%dT%H%M%SZ")
     rows, bad_rows, ignored = _collect(path, manifest, "generated")
-    result = loader.ingest(
-        app.connect,
-        "generated",
-        rows,
-        bad_rows,
-        on_error=on_error,
-        generator=generator,
-        run=run,
-        batch_size=batch_size,
-        workers=workers,
-        max_pixels=max_pixels,
-        report=lambda line: click.echo(line, err=True),
-        progress=not quiet,
-    )
+    result = _load(app, "generated", rows, bad_rows, on_error, batch_size, workers, max_pixels, quiet,
+                   generator=generator, run=run)
     _finish(result, ignored)
+
+
+def _load(app: App, kind, rows, bad_rows, on_error: str, batch_size: int, workers: int | None, max_pixels: int,
+          quiet: bool, **kind_options):
+    """Both kinds load the same way: bad rows and files reported on stderr, progress unless --quiet."""
+    return loader.ingest(
+        app.connect, kind, rows, bad_rows, on_error=on_error, batch_size=batch_size, workers=workers,
+        max_pixels=max_pixels, report=lambda line: click.echo(line, err=True), progress=not quiet, **kind_options,
+    )
 
 
 def _strip(value: str | None) -> str | None:
