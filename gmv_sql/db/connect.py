@@ -81,14 +81,21 @@ def check_pgvector(conn: psycopg.Connection, *, allow_missing: bool = False) -> 
     """Raise a one-line DatabaseError unless pgvector >= 0.8 is usable; return the installed version."""
     where = f"database {conn.info.dbname!r} on {conn.info.host or 'localhost'}"
     installed, available = pgvector_versions(conn)
-    reason = pgvector_refusal(where, conn.info.server_version, installed, available, allow_missing=allow_missing)
+    reason = pgvector_refusal(
+        where, conn.info.server_version, installed, available, allow_missing=allow_missing
+    )
     if reason:
         raise DatabaseError(reason)
     return installed
 
 
 def pgvector_refusal(
-    where: str, server_version: int, installed: str | None, available: str | None, *, allow_missing: bool = False
+    where: str,
+    server_version: int,
+    installed: str | None,
+    available: str | None,
+    *,
+    allow_missing: bool = False,
 ) -> str | None:
     """Why gmv cannot use this server (one line), or None. server_version as libpq gives it (170002);
     installed/available: pgvector's version in this database / on the server, None when absent."""

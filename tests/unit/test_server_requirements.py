@@ -52,7 +52,9 @@ def test_missing_extension_passes_only_where_gmv_db_up_may_create_it():
 )
 @pytest.mark.parametrize("allow_missing", [False, True])
 def test_refusals_are_one_line_and_say_what_to_do(server_version, installed, available, says, allow_missing):
-    reason = pgvector_refusal(WHERE, server_version or 170002, installed, available, allow_missing=allow_missing)
+    reason = pgvector_refusal(
+        WHERE, server_version or 170002, installed, available, allow_missing=allow_missing
+    )
     assert reason is not None and reason.startswith(WHERE) and says in reason, reason
     assert "\n" not in reason
     if "pgvector 0." in says:
