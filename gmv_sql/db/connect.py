@@ -81,26 +81,44 @@ def check_pgvector(conn: psycopg.Connection, *, allow_missing: bool = False) -> 
     """Raise a one-line DatabaseError unless pgvector >= 0.8 is usable; return the installed version."""
     where = f"database {conn.info.dbname!r} on {conn.info.host or 'localhost'}"
     installed, available = pgvector_versions(conn)
+    reason = pgvector_refusal(
+        where, conn.info.server_version, installed, available, allow_missing=allow_missing
+    )
+    if reason:
+        raise DatabaseError(reason)
+    return installed
+
+
+def pgvector_refusal(
+    where: str,
+    server_version: int,
+    installed: str | None,
+    available: str | None,
+    *,
+    allow_missing: bool = False,
+) -> str | None:
+    """Why gmv cannot use this server (one line), or None. server_version as libpq gives it (170002);
+    installed/available: pgvector's version in this database / on the server, None when absent."""
     if installed is None and available is None:
-        raise DatabaseError(
+        return (
             f"{where} has no pgvector extension; install pgvector >= 0.8 on that server "
             "(or use the pgvector/pgvector:pg17 image of docker-compose.yml), or unset GMV_DATABASE_URL "
             "to use the embedded server"
         )
-    if conn.info.server_version < MIN_SERVER_VERSION:
-        raise DatabaseError(
-            f"{where} runs PostgreSQL {conn.info.server_version // 10000}, gmv needs 16 or newer "
+    if server_version < MIN_SERVER_VERSION:
+        return (
+            f"{where} runs PostgreSQL {server_version // 10000}, gmv needs 16 or newer "
             "(vector columns stored inline); upgrade the server or unset GMV_DATABASE_URL to use the embedded one"
         )
     version = installed or available
     if parse_version(version) < MIN_PGVECTOR:
-        raise DatabaseError(
+        return (
             f"{where} has pgvector {version}, gmv needs >= 0.8 (iterative index scans); install pgvector 0.8+ "
             "and run ALTER EXTENSION vector UPDATE as a superuser"
         )
     if installed is None and not allow_missing:
-        raise DatabaseError(f"{where} is not set up for gmv (no vector extension yet); run `gmv db up`")
-    return installed
+        return f"{where} is not set up for gmv (no vector extension yet); run `gmv db up`"
+    return None
 
 
 def connect(url: str, *, autocommit: bool = True, register_vector: bool = True, **kwargs) -> psycopg.Connection:

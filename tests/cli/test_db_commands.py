@@ -10,15 +10,16 @@ import sys
 import psycopg
 import pytest
 
-from gmv_sql.db.connect import mask_password
+from gmv_sql.db.connect import MIN_PGVECTOR, MIN_SERVER_VERSION, mask_password, parse_version
 from gmv_sql.db.migrate import head_revision
 from tests.conftest import REPO
 
 
 def test_status_shows_versions_and_counts(gmv):
     rows = {r["item"]: r["value"] for r in json.loads(gmv("db", "status", "--format", "json").output)}
-    assert rows["postgresql"].startswith(("16", "17", "18"))
-    assert rows["pgvector"] >= "0.8"
+    # Versions compare as numbers: as strings "0.10" < "0.8" and "9.6" > "16".
+    assert parse_version(rows["postgresql"]) >= (MIN_SERVER_VERSION // 10000,)
+    assert parse_version(rows["pgvector"]) >= MIN_PGVECTOR
     assert rows["migration"] == rows["migration head"]
     assert rows["rows gmv.training_image"] == 0
 
@@ -94,3 +95,27 @@ def test_embedded_server_lifecycle(tmp_path):
     assert stop.returncode == 0 and "stopped" in stop.stdout
     with pytest.raises(psycopg.OperationalError):
         psycopg.connect(url, connect_timeout=3)
+
+
+def test_database_url_option_wins_over_the_environment(db_url, tmp_path):
+    from tests.conftest import Gmv
+
+    bogus = "postgresql://nobody:envsecret@127.0.0.1:1/none"
+    # Both variables point nowhere; --database-url names the real database and wins.
+    gmv = Gmv(bogus, tmp_path)
+    gmv.env["DATABASE_URL"] = bogus
+    out = gmv("--database-url", db_url, "db", "status", "--format", "json").output
+    rows = {r["item"]: r["value"] for r in json.loads(out)}
+    assert rows["database"] == mask_password(db_url) and rows["server"] == "external"
+    assert rows["migration"] == rows["migration head"]
+    # GMV_DATABASE_URL wins over DATABASE_URL.
+    gmv = Gmv(db_url, tmp_path)
+    gmv.env["DATABASE_URL"] = bogus
+    assert json.loads(gmv("db", "status", "--format", "json").output)
+    # The reverse: both variables are right, a bad --database-url still wins and is the one reported.
+    gmv.env["DATABASE_URL"] = db_url
+    result = gmv("--database-url", "postgresql://alice:s3cret@127.0.0.1:1/none", "db", "status", ok=False)
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert result.exit_code == 1 and len(lines) == 1, result.output
+    assert lines[0].startswith("Error: cannot connect to postgresql://alice:***@127.0.0.1:1/none: "), lines[0]
+    assert "s3cret" not in result.output

@@ -293,3 +293,35 @@ def test_first_bulk_load_drops_and_rebuilds_the_hnsw_index(gmv, conn, tmp_path, 
     gmv("ingest", "training", tmp_path / "train", "--owner", "alice", "--license", "cc", "-q")
     again = gmv("embed", "--space", "px", "-q")
     assert "embedded 1 training" in again.output and "rebuilt" not in again.output
+
+
+def _exif_rotated_jpeg(path: Path) -> Image.Image:
+    """A JPEG whose pixels are stored turned 90° anticlockwise, with EXIF Orientation 6 (display turned
+    90° clockwise). Returns the upright picture a viewer shows: its decoded pixels turned back by hand
+    (not with ImageOps.exif_transpose, which the product uses)."""
+    upright = np.zeros((16, 32), dtype=np.uint8)  # 32 wide, 16 high
+    upright[:, :] = np.linspace(40, 120, 32, dtype=np.uint8)[None, :]
+    upright[:8, :8] = 255  # a bright top-left corner
+    stored = Image.fromarray(upright, mode="L").convert("RGB").transpose(Image.Transpose.ROTATE_90)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # Orientation: rotate 90° clockwise to display
+    path.parent.mkdir(parents=True, exist_ok=True)
+    stored.save(path, "JPEG", quality=95, exif=exif.tobytes())
+    with Image.open(path) as image:
+        assert image.size == (16, 32) and image.getexif()[0x0112] == 6
+        shown = image.convert("RGB").transpose(Image.Transpose.ROTATE_270)
+    pixels = np.asarray(shown.convert("L"), dtype=float)
+    assert shown.size == (32, 16) and pixels[:8, :8].mean() > 200 > pixels[8:, 8:].max()  # upright
+    return shown
+
+
+@pytest.mark.torch
+def test_exif_orientation_is_applied_before_embedding(gmv, conn, tmp_path):
+    """A phone photo stored sideways with EXIF Orientation 6 embeds as the picture people see."""
+    rotated = tmp_path / "train" / "phone.jpg"
+    _exif_rotated_jpeg(rotated).save(tmp_path / "train" / "upright.png")
+    gmv("ingest", "training", tmp_path / "train", "--owner", "alice", "--license", "cc", "-q")
+    gmv("embed", "--space", "px", "--model", "pixels", "--pixels-size", "8", "-q")
+    got = vectors_by_uri(conn, "px", "training")
+    np.testing.assert_allclose(got[str(rotated)], got[str(tmp_path / "train" / "upright.png")], rtol=0, atol=1e-6)
+    np.testing.assert_allclose(got[str(rotated)], expected_pixels(tmp_path / "train" / "upright.png"), atol=1e-6)
