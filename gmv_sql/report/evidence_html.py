@@ -78,7 +78,7 @@ class _Thumbnails:
         return self._cache[uri]
 
     def _make(self, uri: str) -> str | None:
-        from PIL import Image, UnidentifiedImageError
+        from PIL import Image, ImageOps, UnidentifiedImageError
 
         path = _local_path(uri)
         if path is None or not path.is_file():
@@ -86,6 +86,7 @@ class _Thumbnails:
         try:
             with Image.open(path) as image:
                 image.seek(0)
+                image = ImageOps.exif_transpose(image)  # as the embedder sees it: phone photos upright
                 image = image.convert("RGBA" if "A" in image.getbands() else "RGB")
         except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError):
             return None
