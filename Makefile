@@ -29,6 +29,7 @@ test: $(VENV)/.installed
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check gmv_sql tests benchmarks migrations
+	$(BIN)/ruff format --check gmv_sql tests benchmarks migrations
 
 bench: $(VENV)/.installed-bench
 	$(BIN)/python benchmarks/ingest_embed.py

@@ -39,11 +39,17 @@ def private_server(pgdata, shared_buffers: str | None = None, cleanup_mode: str 
     restart = embedded.tune(admin, pgdata)
     if shared_buffers:
         with psycopg.connect(admin, autocommit=True) as conn:
-            current = conn.execute("SELECT setting::bigint * 8192 FROM pg_settings WHERE name = 'shared_buffers'").fetchone()[0]
+            current = conn.execute(
+                "SELECT setting::bigint * 8192 FROM pg_settings WHERE name = 'shared_buffers'"
+            ).fetchone()[0]
             wanted = conn.execute("SELECT pg_size_bytes(%s)", (shared_buffers,)).fetchone()[0]
             conn.execute(f"ALTER SYSTEM SET shared_buffers = '{shared_buffers}'")
         restart = restart or current != wanted
     if restart:  # shared_buffers needs a restart
-        pgexec("pg_ctl", ("-w", "-D", str(pgdata), "restart", "-m", "fast"), bin_path=server.bin_path,
-               user=server.system_user)
+        pgexec(
+            "pg_ctl",
+            ("-w", "-D", str(pgdata), "restart", "-m", "fast"),
+            bin_path=server.bin_path,
+            user=server.system_user,
+        )
     return server, admin

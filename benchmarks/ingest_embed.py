@@ -42,7 +42,12 @@ from gmv_sql.embed import store  # noqa: E402
 
 def table(rows: list[list[str]], header: list[str]) -> str:
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
-    line = lambda r: "  ".join(str(c).rjust(w) if i else str(c).ljust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True)))  # noqa: E731
+
+    def line(r):
+        return "  ".join(
+            str(c).rjust(w) if i else str(c).ljust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True))
+        )
+
     return "\n".join([line(header), "  ".join("-" * w for w in widths), *(line(r) for r in rows)])
 
 
@@ -56,10 +61,14 @@ def seed_training(conn: psycopg.Connection, n: int) -> np.ndarray:
         "FROM generate_series(1, %s) AS i, gmv.owner o, gmv.license l WHERE o.name = 'bench' AND l.name = 'bench'",
         (n,),
     )
-    return np.asarray([r[0] for r in conn.execute("SELECT training_id FROM gmv.training_image ORDER BY 1")], dtype=np.int64)
+    return np.asarray(
+        [r[0] for r in conn.execute("SELECT training_id FROM gmv.training_image ORDER BY 1")], dtype=np.int64
+    )
 
 
-def bench_vectors(url: str, rows: int, naive_rows: int, dims: list[int], chunk: int, hnsw: bool) -> list[list[str]]:
+def bench_vectors(
+    url: str, rows: int, naive_rows: int, dims: list[int], chunk: int, hnsw: bool
+) -> list[list[str]]:
     out = []
     with connect(url, autocommit=True) as conn:
         ids = seed_training(conn, rows)
@@ -74,7 +83,9 @@ def bench_vectors(url: str, rows: int, naive_rows: int, dims: list[int], chunk: 
             started = time.perf_counter()
             with conn.transaction(), conn.cursor() as cur:
                 cur.executemany(
-                    sql.SQL("INSERT INTO {} (training_id, embedding) VALUES (%s, %s)").format(space.table("training")),
+                    sql.SQL("INSERT INTO {} (training_id, embedding) VALUES (%s, %s)").format(
+                        space.table("training")
+                    ),
                     [(int(i), v) for i, v in zip(ids[:n_naive], vectors[:n_naive], strict=True)],
                 )
             naive_s = time.perf_counter() - started
@@ -82,7 +93,9 @@ def bench_vectors(url: str, rows: int, naive_rows: int, dims: list[int], chunk: 
             started = time.perf_counter()
             for start in range(0, rows, chunk):
                 with conn.transaction():
-                    store.copy_vectors(conn, space, "training", ids[start : start + chunk], vectors[start : start + chunk])
+                    store.copy_vectors(
+                        conn, space, "training", ids[start : start + chunk], vectors[start : start + chunk]
+                    )
             copy_s = time.perf_counter() - started
             build_s = float("nan")
             if hnsw:
@@ -91,17 +104,36 @@ def bench_vectors(url: str, rows: int, naive_rows: int, dims: list[int], chunk: 
                     store.build_index(conn, space)
                 build_s = time.perf_counter() - started
             mwm = store.maintenance_work_mem_for(space, rows)
-            out.append([
-                f"{dim}", f"{rows:,}", f"{rows / copy_s:,.0f}", f"{n_naive:,}", f"{n_naive / naive_s:,.0f}",
-                f"{(rows / copy_s) / (n_naive / naive_s):.1f}x", f"{build_s:.1f}", mwm,
-            ])
+            out.append(
+                [
+                    f"{dim}",
+                    f"{rows:,}",
+                    f"{rows / copy_s:,.0f}",
+                    f"{n_naive:,}",
+                    f"{n_naive / naive_s:,.0f}",
+                    f"{(rows / copy_s) / (n_naive / naive_s):.1f}x",
+                    f"{build_s:.1f}",
+                    mwm,
+                ]
+            )
             print(table(out[-1:], VECTOR_HEADER), flush=True)
-            conn.execute(sql.SQL("DROP TABLE {}, {}").format(space.table("training"), space.table("generated")))
+            conn.execute(
+                sql.SQL("DROP TABLE {}, {}").format(space.table("training"), space.table("generated"))
+            )
             conn.execute("DELETE FROM gmv.embedding_space WHERE space_id = %s", (space.space_id,))
     return out
 
 
-VECTOR_HEADER = ["dim", "rows", "COPY BINARY rows/s", "naive rows", "executemany rows/s", "speed-up", "HNSW build s", "maint. mem"]
+VECTOR_HEADER = [
+    "dim",
+    "rows",
+    "COPY BINARY rows/s",
+    "naive rows",
+    "executemany rows/s",
+    "speed-up",
+    "HNSW build s",
+    "maint. mem",
+]
 
 
 def make_images(folder: Path, n: int, size: int) -> None:
@@ -110,7 +142,9 @@ def make_images(folder: Path, n: int, size: int) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(1)
     for i in range(n):
-        Image.fromarray(rng.integers(0, 256, size=(size, size, 3), dtype=np.uint8)).save(folder / f"{i:05d}.png")
+        Image.fromarray(rng.integers(0, 256, size=(size, size, 3), dtype=np.uint8)).save(
+            folder / f"{i:05d}.png"
+        )
 
 
 def bare_loop(folder: str, model: str, batch_size: int, workers: int) -> None:
@@ -135,41 +169,99 @@ def bare_loop(folder: str, model: str, batch_size: int, workers: int) -> None:
     print(json.dumps({"images": n, "seconds": seconds}))
 
 
-def bench_embed(url: str, n_images: int, size: int, model: str, batch_size: int, workers: int, tmp: Path) -> list[list[str]]:
+def bench_embed(
+    url: str, n_images: int, size: int, model: str, batch_size: int, workers: int, tmp: Path
+) -> list[list[str]]:
     folder = tmp / "images"
     make_images(folder, n_images, size)
     env = {**os.environ, "GMV_DATABASE_URL": url, "GMV_HOME": str(tmp / "home")}
     gmv = [sys.executable, "-m", "gmv_sql.cli"]
-    subprocess.run([*gmv, "ingest", "training", str(folder), "--owner", "b", "--license", "b", "-q"], env=env, check=True, cwd=REPO)
+    subprocess.run(
+        [*gmv, "ingest", "training", str(folder), "--owner", "b", "--license", "b", "-q"],
+        env=env,
+        check=True,
+        cwd=REPO,
+    )
     started = time.perf_counter()
     proc = subprocess.run(
-        [*gmv, "embed", "--space", "bench-embed", "--model", model, "--device", "cpu", "--batch-size", str(batch_size),
-         "--workers", str(workers), "-q"],
-        env=env, check=True, cwd=REPO, capture_output=True, text=True,
+        [
+            *gmv,
+            "embed",
+            "--space",
+            "bench-embed",
+            "--model",
+            model,
+            "--device",
+            "cpu",
+            "--batch-size",
+            str(batch_size),
+            "--workers",
+            str(workers),
+            "-q",
+        ],
+        env=env,
+        check=True,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
     )
     wall = time.perf_counter() - started
     match = re.search(r"in ([\d.]+) s \(([\d,.]+) images/s\)", proc.stdout)
     gmv_seconds = float(match.group(1))
     bare = subprocess.run(
-        [sys.executable, __file__, "--bare-loop", str(folder), "--model", model, "--batch-size", str(batch_size),
-         "--workers", str(workers)],
-        check=True, cwd=REPO, capture_output=True, text=True,
+        [
+            sys.executable,
+            __file__,
+            "--bare-loop",
+            str(folder),
+            "--model",
+            model,
+            "--batch-size",
+            str(batch_size),
+            "--workers",
+            str(workers),
+        ],
+        check=True,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
     )
     bare_result = json.loads(bare.stdout.strip().splitlines()[-1])
     gmv_rate = n_images / gmv_seconds
     bare_rate = bare_result["images"] / bare_result["seconds"]
-    return [[
-        model, f"{n_images}", f"{size}x{size}", f"{batch_size}", f"{workers}", f"{bare_rate:.1f}", f"{gmv_rate:.1f}",
-        f"{100 * (bare_rate / gmv_rate - 1):+.1f}%", f"{wall:.1f}",
-    ]]
+    return [
+        [
+            model,
+            f"{n_images}",
+            f"{size}x{size}",
+            f"{batch_size}",
+            f"{workers}",
+            f"{bare_rate:.1f}",
+            f"{gmv_rate:.1f}",
+            f"{100 * (bare_rate / gmv_rate - 1):+.1f}%",
+            f"{wall:.1f}",
+        ]
+    ]
 
 
-EMBED_HEADER = ["model", "images", "size", "batch", "workers", "bare loop img/s", "gmv embed img/s", "overhead", "gmv wall s"]
+EMBED_HEADER = [
+    "model",
+    "images",
+    "size",
+    "batch",
+    "workers",
+    "bare loop img/s",
+    "gmv embed img/s",
+    "overhead",
+    "gmv wall s",
+]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--database-url", help="admin URL of a server with pgvector (default: a private temporary one)")
+    parser.add_argument(
+        "--database-url", help="admin URL of a server with pgvector (default: a private temporary one)"
+    )
     parser.add_argument("--rows", type=int, default=200_000)
     parser.add_argument("--naive-rows", type=int, default=10_000)
     parser.add_argument("--dims", default="512,1280")
@@ -198,12 +290,25 @@ def main() -> None:
             url = fresh_database(admin, "gmv_bench_ingest_embed")
             print(f"cores: {os.cpu_count()}, load average: {os.getloadavg()[0]:.1f}", flush=True)
             if not args.skip_vectors:
-                rows = bench_vectors(url, args.rows, args.naive_rows, [int(d) for d in args.dims.split(",")], args.chunk, not args.no_hnsw)
-                print("\nVector load (store.copy_vectors vs executemany INSERT), HNSW m=16 ef_construction=64, cosine")
+                rows = bench_vectors(
+                    url,
+                    args.rows,
+                    args.naive_rows,
+                    [int(d) for d in args.dims.split(",")],
+                    args.chunk,
+                    not args.no_hnsw,
+                )
+                print(
+                    "\nVector load (store.copy_vectors vs executemany INSERT), HNSW m=16 ef_construction=64, cosine"
+                )
                 print(table(rows, VECTOR_HEADER), flush=True)
             if not args.skip_embed:
-                rows = bench_embed(url, args.images, args.image_size, args.model, args.batch_size, args.workers, tmp)
-                print("\nEmbedding on CPU: bare torch loop vs `gmv embed` (same images, model, batch size, workers)")
+                rows = bench_embed(
+                    url, args.images, args.image_size, args.model, args.batch_size, args.workers, tmp
+                )
+                print(
+                    "\nEmbedding on CPU: bare torch loop vs `gmv embed` (same images, model, batch size, workers)"
+                )
                 print(table(rows, EMBED_HEADER), flush=True)
             print(f"\nload average at the end: {os.getloadavg()[0]:.1f}")
         finally:

@@ -81,7 +81,17 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def worker(method: str, train_path: str, gen_path: str, k: int, m: int, efc: int, efs: list[int], threads: int, out: str) -> None:
+def worker(
+    method: str,
+    train_path: str,
+    gen_path: str,
+    k: int,
+    m: int,
+    efc: int,
+    efs: list[int],
+    threads: int,
+    out: str,
+) -> None:
     """Runs in a fresh process: build once, search at every ef, write indices and timings per ef."""
     train = normalised(np.load(train_path))  # cosine = inner product of unit vectors
     gen = normalised(np.load(gen_path))
@@ -131,25 +141,48 @@ def worker(method: str, train_path: str, gen_path: str, k: int, m: int, efc: int
     peak = peak_rss_mb()
     for ef, (result, idx) in results.items():
         np.save(f"{out}_ef{ef}.npy", np.asarray(idx, dtype=np.int64))
-        Path(f"{out}_ef{ef}.json").write_text(json.dumps({**result, "peak_rss_mb": peak, "ef_search": ef or None}))
+        Path(f"{out}_ef{ef}.json").write_text(
+            json.dumps({**result, "peak_rss_mb": peak, "ef_search": ef or None})
+        )
 
 
-def run_worker(method: str, train_path: Path, gen_path: Path, args, workdir: Path) -> list[tuple[dict, np.ndarray]]:
+def run_worker(
+    method: str, train_path: Path, gen_path: Path, args, workdir: Path
+) -> list[tuple[dict, np.ndarray]]:
     """[(result, indices)] per ef_search (one entry for numpy)."""
     out = str(workdir / f"{method}_{train_path.stem}")
     efs = [0] if method == "numpy" else args.ef_list
 
     def load() -> list[tuple[dict, np.ndarray]]:
-        return [(json.loads(Path(f"{out}_ef{ef}.json").read_text()), np.load(f"{out}_ef{ef}.npy")) for ef in efs]
+        return [
+            (json.loads(Path(f"{out}_ef{ef}.json").read_text()), np.load(f"{out}_ef{ef}.npy")) for ef in efs
+        ]
 
     if method == "numpy" and Path(f"{out}_ef0.json").exists() and Path(f"{out}_ef0.npy").exists():
         return load()  # the ground truth of these vectors was computed by an earlier run in this workdir
-    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "OPENBLAS_NUM_THREADS": str(args.threads),
-           "MKL_NUM_THREADS": str(args.threads)}
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": str(args.threads),
+        "OPENBLAS_NUM_THREADS": str(args.threads),
+        "MKL_NUM_THREADS": str(args.threads),
+    }
     subprocess.run(
-        [sys.executable, __file__, "_worker", method, str(train_path), str(gen_path), str(args.k), str(args.m),
-         str(args.ef_construction), ",".join(map(str, efs)), str(args.threads), out],
-        check=True, env=env,
+        [
+            sys.executable,
+            __file__,
+            "_worker",
+            method,
+            str(train_path),
+            str(gen_path),
+            str(args.k),
+            str(args.m),
+            str(args.ef_construction),
+            ",".join(map(str, efs)),
+            str(args.threads),
+            out,
+        ],
+        check=True,
+        env=env,
     )
     return load()
 
@@ -203,7 +236,9 @@ def server(args, workdir: Path) -> tuple[str, int | None]:
     """Admin URL and postmaster pid (pid None for an external server: its memory is not measured)."""
     if args.database_url:
         return args.database_url, None
-    _, url = private_server(workdir / "pgdata", args.shared_buffers or None, cleanup_mode="stop")  # tuned like gmv's embedded server
+    _, url = private_server(
+        workdir / "pgdata", args.shared_buffers or None, cleanup_mode="stop"
+    )  # tuned like gmv's embedded server
     pid = int((workdir / "pgdata" / "postmaster.pid").read_text().split()[0])
     return url, pid
 
@@ -212,9 +247,12 @@ def load_images(conn, n_train: int, n_gen: int) -> None:
     """Owner, licence, run and n image rows, via COPY (ids come out 1..n in order)."""
     owner = conn.execute("INSERT INTO gmv.owner (name) VALUES ('bench') RETURNING owner_id").fetchone()[0]
     lic = conn.execute("INSERT INTO gmv.license (name) VALUES ('bench') RETURNING license_id").fetchone()[0]
-    gen = conn.execute("INSERT INTO gmv.generator (name) VALUES ('bench') RETURNING generator_id").fetchone()[0]
-    run = conn.execute("INSERT INTO gmv.generation_run (generator_id, name) VALUES (%s, 'bench') RETURNING run_id",
-                       (gen,)).fetchone()[0]
+    gen = conn.execute("INSERT INTO gmv.generator (name) VALUES ('bench') RETURNING generator_id").fetchone()[
+        0
+    ]
+    run = conn.execute(
+        "INSERT INTO gmv.generation_run (generator_id, name) VALUES (%s, 'bench') RETURNING run_id", (gen,)
+    ).fetchone()[0]
     with conn.cursor() as cur:
         with cur.copy("COPY gmv.training_image (sha256, uri, owner_id, license_id) FROM STDIN") as copy:
             for i in range(n_train):
@@ -224,7 +262,9 @@ def load_images(conn, n_train: int, n_gen: int) -> None:
                 copy.write_row((f"{i:064x}", f"bench://g/{i}", run))
 
 
-def run_sql(admin_url: str, pid: int | None, train_path: Path, gen_path: Path, args) -> tuple[list[tuple[dict, np.ndarray]], str]:
+def run_sql(
+    admin_url: str, pid: int | None, train_path: Path, gen_path: Path, args
+) -> tuple[list[tuple[dict, np.ndarray]], str]:
     """Load, build the index once, then `gmv match` (all generated, --rematch) at every ef_search."""
     from gmv_sql import spaces
     from gmv_sql.db.connect import connect
@@ -239,13 +279,24 @@ def run_sql(admin_url: str, pid: int | None, train_path: Path, gen_path: Path, a
     with connect(url, autocommit=True) as conn:
         t0 = time.perf_counter()
         load_images(conn, n, len(gen))
-        space = spaces.get_or_create_space(conn, "bench", model="bench", dim=train.shape[1],
-                                          hnsw_m=args.m, hnsw_ef_construction=args.ef_construction)
+        space = spaces.get_or_create_space(
+            conn,
+            "bench",
+            model="bench",
+            dim=train.shape[1],
+            hnsw_m=args.m,
+            hnsw_ef_construction=args.ef_construction,
+        )
         store.drop_index(conn, space)  # build once after loading: far faster than inserting into it
         ids = np.arange(1, n + 1, dtype=np.int64)
         for start in range(0, n, 50_000):
-            store.copy_vectors(conn, space, "training", ids[start : start + 50_000],
-                               np.asarray(train[start : start + 50_000]))
+            store.copy_vectors(
+                conn,
+                space,
+                "training",
+                ids[start : start + 50_000],
+                np.asarray(train[start : start + 50_000]),
+            )
         store.copy_vectors(conn, space, "generated", np.arange(1, len(gen) + 1), gen)
         result["load_s"] = time.perf_counter() - t0
         t0 = time.perf_counter()
@@ -254,8 +305,9 @@ def run_sql(admin_url: str, pid: int | None, train_path: Path, gen_path: Path, a
             store.build_index(conn, space)
         result["build_s"] = time.perf_counter() - t0
         conn.execute("VACUUM ANALYZE")
-        result["index_mb"] = conn.execute("SELECT pg_relation_size(%s::regclass) / 1048576.0",
-                                          (f"gmv.{space.index_name}",)).fetchone()[0]
+        result["index_mb"] = conn.execute(
+            "SELECT pg_relation_size(%s::regclass) / 1048576.0", (f"gmv.{space.index_name}",)
+        ).fetchone()[0]
         result["index_mb"] = float(result["index_mb"])
         # Warm the index into shared buffers / page cache like a long-running server would have it.
         matcher.recall(conn, space, k=args.k, ef_search=args.ef_list[0], sample=20)
@@ -264,12 +316,21 @@ def run_sql(admin_url: str, pid: int | None, train_path: Path, gen_path: Path, a
         # Timed without the memory sampler: reading smaps of processes that map 4GB of shared
         # buffers costs CPU that the 2 cores would otherwise give to matching.
         t0 = time.perf_counter()
-        match = matcher.match_space(partial(connect, url), space, k=args.k, ef_search=ef, workers=args.threads,
-                                    batch=100, rematch=True)
+        match = matcher.match_space(
+            partial(connect, url),
+            space,
+            k=args.k,
+            ef_search=ef,
+            workers=args.threads,
+            batch=100,
+            rematch=True,
+        )
         search_s = time.perf_counter() - t0
         assert match.matched == len(gen), match
         with connect(url, autocommit=True) as conn:
-            rows = conn.execute("SELECT generated_id, training_id FROM gmv.match ORDER BY generated_id, rank").fetchall()
+            rows = conn.execute(
+                "SELECT generated_id, training_id FROM gmv.match ORDER BY generated_id, rank"
+            ).fetchall()
         idx = np.full((len(gen), args.k), -1, dtype=np.int64)
         counts = np.zeros(len(gen), dtype=int)
         for g, t in rows:
@@ -279,8 +340,15 @@ def run_sql(admin_url: str, pid: int | None, train_path: Path, gen_path: Path, a
     # Peak memory: one more run at the largest ef_search, sampled (the same for every ef: shared
     # buffers dominate).
     with PssSampler(pid) as sampler:
-        matcher.match_space(partial(connect, url), space, k=args.k, ef_search=max(args.ef_list),
-                            workers=args.threads, batch=100, rematch=True)
+        matcher.match_space(
+            partial(connect, url),
+            space,
+            k=args.k,
+            ef_search=max(args.ef_list),
+            workers=args.threads,
+            batch=100,
+            rematch=True,
+        )
     for result, _ in out:
         result["peak_rss_mb"] = sampler.peak if pid else float("nan")
     return out, url
@@ -331,9 +399,11 @@ def refresh_benchmark(url: str, n_train: int, n_rows: int, k: int) -> dict:
         # 1% of generated images re-matched: CONCURRENTLY recomputes everything, then writes only the diff.
         conn.execute("UPDATE gmv.match SET distance = distance * 1.01 WHERE generated_id % 100 = 0")
         out["refresh_concurrently_after_1pct_change_s"] = timed(
-            "REFRESH MATERIALIZED VIEW CONCURRENTLY gmv.training_credit")
+            "REFRESH MATERIALIZED VIEW CONCURRENTLY gmv.training_credit"
+        )
         out["refresh_monthly_concurrently_s"] = timed(
-            "REFRESH MATERIALIZED VIEW CONCURRENTLY gmv.training_credit_monthly")
+            "REFRESH MATERIALIZED VIEW CONCURRENTLY gmv.training_credit_monthly"
+        )
         # What `gmv value refresh` does: both views CONCURRENTLY in one transaction.
         from gmv_sql.value.refresh import refresh
 
@@ -356,13 +426,26 @@ def print_table(rows: list[dict]) -> None:
     head = ["n_train", "method", "ef_search", "matched/s", "recall@k", "peak MB", "build s", "search s"]
     lines = [head]
     for r in rows:
-        lines.append([
-            f"{r['n_train']:,}", r["method"], str(r.get("ef_search") or "-"), f"{r['rate']:,.0f}", f"{r['recall']:.4f}",
-            f"{r['peak_rss_mb']:,.0f}", f"{r['build_s']:.1f}", f"{r['search_s']:.2f}",
-        ])
+        lines.append(
+            [
+                f"{r['n_train']:,}",
+                r["method"],
+                str(r.get("ef_search") or "-"),
+                f"{r['rate']:,.0f}",
+                f"{r['recall']:.4f}",
+                f"{r['peak_rss_mb']:,.0f}",
+                f"{r['build_s']:.1f}",
+                f"{r['search_s']:.2f}",
+            ]
+        )
     widths = [max(len(line[i]) for line in lines) for i in range(len(head))]
     for i, line in enumerate(lines):
-        print("  ".join(c.ljust(w) if j == 1 else c.rjust(w) for j, (c, w) in enumerate(zip(line, widths, strict=True))))
+        print(
+            "  ".join(
+                c.ljust(w) if j == 1 else c.rjust(w)
+                for j, (c, w) in enumerate(zip(line, widths, strict=True))
+            )
+        )
         if i == 0:
             print("  ".join("-" * w for w in widths))
 
@@ -372,22 +455,42 @@ def print_targets(rows: list[dict], target: float) -> None:
     for n in sorted({r["n_train"] for r in rows}):
         best: dict[str, dict] = {}
         for r in rows:
-            if r["n_train"] == n and r["recall"] >= target and r["rate"] > best.get(r["method"], {}).get("rate", 0):
+            if (
+                r["n_train"] == n
+                and r["recall"] >= target
+                and r["rate"] > best.get(r["method"], {}).get("rate", 0)
+            ):
                 best[r["method"]] = r
-        numpy_rate = next((r["rate"] for r in rows if r["n_train"] == n and r["method"].startswith("numpy")), None)
+        numpy_rate = next(
+            (r["rate"] for r in rows if r["n_train"] == n and r["method"].startswith("numpy")), None
+        )
         faiss_rate = best.get("FAISS HNSWFlat", {}).get("rate")
         print(f"\n{n:,} training: fastest run per method with recall@k >= {target}")
         for method, r in best.items():
-            vs = [f"{r['rate'] / numpy_rate:.1f}x numpy" if numpy_rate else "",
-                  f"{r['rate'] / faiss_rate:.2f}x FAISS" if faiss_rate else ""]
-            print(f"  {method:26s} ef_search {str(r.get('ef_search') or '-'):>4s}  {r['rate']:8,.0f}/s  recall {r['recall']:.4f}  "
-                  + ", ".join(v for v in vs if v))
+            vs = [
+                f"{r['rate'] / numpy_rate:.1f}x numpy" if numpy_rate else "",
+                f"{r['rate'] / faiss_rate:.2f}x FAISS" if faiss_rate else "",
+            ]
+            print(
+                f"  {method:26s} ef_search {str(r.get('ef_search') or '-'):>4s}  {r['rate']:8,.0f}/s  recall {r['recall']:.4f}  "
+                + ", ".join(v for v in vs if v)
+            )
 
 
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "_worker":
         a = sys.argv[2:]
-        worker(a[0], a[1], a[2], int(a[3]), int(a[4]), int(a[5]), [int(e) for e in a[6].split(",")], int(a[7]), a[8])
+        worker(
+            a[0],
+            a[1],
+            a[2],
+            int(a[3]),
+            int(a[4]),
+            int(a[5]),
+            [int(e) for e in a[6].split(",")],
+            int(a[7]),
+            a[8],
+        )
         return
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--sizes", default="200000,1000000", help="comma-separated training-set sizes")
@@ -396,20 +499,39 @@ def main() -> None:
     p.add_argument("--k", type=int, default=10)
     p.add_argument("--m", type=int, default=16)
     p.add_argument("--ef-construction", type=int, default=64)
-    p.add_argument("--ef-search", default="64,80,100,200,400",
-                   help="comma-separated ef_search values: every HNSW method is searched at each (one build)")
-    p.add_argument("--threads", type=int, default=os.cpu_count() or 1, help="threads / connections per method")
+    p.add_argument(
+        "--ef-search",
+        default="64,80,100,200,400",
+        help="comma-separated ef_search values: every HNSW method is searched at each (one build)",
+    )
+    p.add_argument(
+        "--threads", type=int, default=os.cpu_count() or 1, help="threads / connections per method"
+    )
     p.add_argument("--methods", default="sql,faiss,hnswlib,numpy")
-    p.add_argument("--refresh-rows", type=int, default=1_000_000, help="match rows for the refresh timing (0: skip)")
-    p.add_argument("--shared-buffers", default="4GB",
-                   help="shared_buffers of the embedded server (the HNSW index should fit; '' keeps the default)")
-    p.add_argument("--database-url", help="admin URL of a PostgreSQL with pgvector (default: an embedded server)")
-    p.add_argument("--workdir", type=Path, default=None, help="vectors and the embedded server (default: a temp dir)")
+    p.add_argument(
+        "--refresh-rows", type=int, default=1_000_000, help="match rows for the refresh timing (0: skip)"
+    )
+    p.add_argument(
+        "--shared-buffers",
+        default="4GB",
+        help="shared_buffers of the embedded server (the HNSW index should fit; '' keeps the default)",
+    )
+    p.add_argument(
+        "--database-url", help="admin URL of a PostgreSQL with pgvector (default: an embedded server)"
+    )
+    p.add_argument(
+        "--workdir", type=Path, default=None, help="vectors and the embedded server (default: a temp dir)"
+    )
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--refresh-only", action="store_true",
-                   help="only the credit-view timing, over the first of --sizes training images")
+    p.add_argument(
+        "--refresh-only",
+        action="store_true",
+        help="only the credit-view timing, over the first of --sizes training images",
+    )
     p.add_argument("--json", type=Path, help="also write the results here")
-    p.add_argument("--target-recall", type=float, default=0.95, help="recall for the 'fastest at recall >=' summary")
+    p.add_argument(
+        "--target-recall", type=float, default=0.95, help="recall for the 'fastest at recall >=' summary"
+    )
     args = p.parse_args()
     args.ef_list = [int(e) for e in args.ef_search.split(",")]
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="gmv_bench_"))
@@ -427,7 +549,9 @@ def main() -> None:
         def record(result: dict, idx: np.ndarray, n: int = n, truth: np.ndarray = truth) -> None:
             result.update(n_train=n, recall=recall_at_k(idx, truth), rate=args.generated / result["search_s"])
             rows.append(result)
-            print(json.dumps(result), file=sys.stderr, flush=True)  # partial results survive an interrupted run
+            print(
+                json.dumps(result), file=sys.stderr, flush=True
+            )  # partial results survive an interrupted run
 
         if "numpy" in methods:
             record({**exact, "method": "numpy exact (BLAS)"}, truth)
@@ -455,20 +579,29 @@ def main() -> None:
         n_last = rows[-1]["n_train"]
         print(f"# refresh over {args.refresh_rows:,} match rows", file=sys.stderr, flush=True)
         refresh = refresh_benchmark(last_url, n_last, args.refresh_rows, args.k)
-    print(f"\nk={args.k}, M={args.m}, ef_construction={args.ef_construction}, ef_search={args.ef_search}, "
-          f"{args.threads} threads/connections, {args.generated:,} generated, dim {args.dim}")
+    print(
+        f"\nk={args.k}, M={args.m}, ef_construction={args.ef_construction}, ef_search={args.ef_search}, "
+        f"{args.threads} threads/connections, {args.generated:,} generated, dim {args.dim}"
+    )
     if not args.refresh_only:
         print_table(rows)
         print_targets(rows, args.target_recall)
     if refresh:
-        print("\ncredit views over", f"{refresh['match_rows']:,} match rows x {refresh['schemes']} schemes "
-              f"-> {refresh['credit_rows']:,} credit rows:")
+        print(
+            "\ncredit views over",
+            f"{refresh['match_rows']:,} match rows x {refresh['schemes']} schemes "
+            f"-> {refresh['credit_rows']:,} credit rows:",
+        )
         for key, seconds in refresh.items():
             if key.endswith("_s"):
                 print(f"  {key:52s} {seconds:8.2f}")
     if args.json:
-        args.json.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "rows": rows,
-                                         "refresh": refresh}, indent=2))
+        args.json.write_text(
+            json.dumps(
+                {"args": {k: str(v) for k, v in vars(args).items()}, "rows": rows, "refresh": refresh},
+                indent=2,
+            )
+        )
 
 
 if __name__ == "__main__":

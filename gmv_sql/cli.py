@@ -29,7 +29,9 @@ class GmvGroup(click.Group):
         except GmvError as exc:
             raise click.ClickException(str(exc)) from exc
         except KeyboardInterrupt:
-            click.echo("Interrupted: work done so far is committed; run the same command again to finish.", err=True)
+            click.echo(
+                "Interrupted: work done so far is committed; run the same command again to finish.", err=True
+            )
             ctx.exit(130)
 
     def list_commands(self, ctx: click.Context) -> list[str]:

@@ -49,7 +49,12 @@ def format_option(func):
     """The shared --format option of report commands."""
 
     @click.option(
-        "--format", "fmt", type=click.Choice(FORMATS), default="table", show_default=True, help="Output format."
+        "--format",
+        "fmt",
+        type=click.Choice(FORMATS),
+        default="table",
+        show_default=True,
+        help="Output format.",
     )
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
@@ -110,7 +115,11 @@ def _cell(value: Any) -> str:
 
 def render(rows: Sequence[Sequence[Any]], columns: Sequence[str], fmt: str) -> str:
     if fmt == "json":
-        return json.dumps([{c: _plain(v) for c, v in zip(columns, row, strict=False)} for row in rows], ensure_ascii=False, indent=2)
+        return json.dumps(
+            [{c: _plain(v) for c, v in zip(columns, row, strict=False)} for row in rows],
+            ensure_ascii=False,
+            indent=2,
+        )
     if fmt == "csv":
         # The csv module quotes a field only for the characters of its line terminator, so with "\n"
         # a bare "\r" inside a name would end the row for most readers (and the text after it could
@@ -132,12 +141,15 @@ def render(rows: Sequence[Sequence[Any]], columns: Sequence[str], fmt: str) -> s
     for row in cells:
         widths = [max(w, len(c)) for w, c in zip(widths, row, strict=False)]
     numeric = [
-        all(isinstance(row[i], (int, float, decimal.Decimal)) or row[i] is None for row in rows) and bool(rows)
+        all(isinstance(row[i], (int, float, decimal.Decimal)) or row[i] is None for row in rows)
+        and bool(rows)
         for i in range(len(columns))
     ]
 
     def fmt_row(values: Sequence[str]) -> str:
-        return "  ".join(v.rjust(w) if num else v.ljust(w) for v, w, num in zip(values, widths, numeric, strict=False)).rstrip()
+        return "  ".join(
+            v.rjust(w) if num else v.ljust(w) for v, w, num in zip(values, widths, numeric, strict=False)
+        ).rstrip()
 
     lines = [fmt_row(list(columns)), "  ".join("-" * w for w in widths)]
     lines += [fmt_row(row) for row in cells]

@@ -13,7 +13,9 @@ def _locate(name: str) -> Path:
     for candidate in (_PACKAGE_DIR / name, _PACKAGE_DIR.parent / name):
         if candidate.is_dir():
             return candidate
-    raise FileNotFoundError(f"gmv_sql resource folder {name!r} not found next to {_PACKAGE_DIR}; reinstall gmv_sql")
+    raise FileNotFoundError(
+        f"gmv_sql resource folder {name!r} not found next to {_PACKAGE_DIR}; reinstall gmv_sql"
+    )
 
 
 def sql_dir() -> Path:
@@ -60,10 +62,14 @@ def parse_named_blocks(text: str, source: str = "<sql>") -> dict[str, str]:
             finish()
             name, body = match.group(1), []
             if name in lines_of:
-                raise SqlFileError(f"{source}:{number}: duplicate SQL block name {name!r} (first at line {lines_of[name]})")
+                raise SqlFileError(
+                    f"{source}:{number}: duplicate SQL block name {name!r} (first at line {lines_of[name]})"
+                )
             lines_of[name] = number
         elif _LOOKS_LIKE_NAME.match(line):
-            raise SqlFileError(f"{source}:{number}: bad SQL block name line {line.strip()!r}; use letters, digits, _")
+            raise SqlFileError(
+                f"{source}:{number}: bad SQL block name line {line.strip()!r}; use letters, digits, _"
+            )
         elif name is None:
             if _is_sql(line):
                 raise SqlFileError(f"{source}:{number}: SQL before the first '-- name:' line")

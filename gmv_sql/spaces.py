@@ -27,7 +27,11 @@ HNSW_MAX_DIM = {"vector": 2000, "halfvec": 4000}
 DISTANCE_OPERATORS = {"cosine": "<=>", "l2": "<->", "inner_product": "<#>"}
 OPCLASS_SUFFIX = {"cosine": "cosine_ops", "l2": "l2_ops", "inner_product": "ip_ops"}
 # What the stored distance (pgvector's operator) is, in words: <#> gives the negative inner product.
-DISTANCE_NAMES = {"cosine": "cosine distance", "l2": "Euclidean (L2) distance", "inner_product": "negative inner product"}
+DISTANCE_NAMES = {
+    "cosine": "cosine distance",
+    "l2": "Euclidean (L2) distance",
+    "inner_product": "negative inner product",
+}
 
 
 def table_name(kind: Kind, space_id: int) -> str:
@@ -107,8 +111,12 @@ def get_space(conn: psycopg.Connection, name: str | None = None) -> EmbeddingSpa
         if len(known) == 1:
             return known[0]
         if not known:
-            raise NotFoundError("no embedding space yet; run `gmv embed --space NAME` and `gmv match --space NAME` first")
-        raise NotFoundError(f"several embedding spaces ({', '.join(s.name for s in known)}); pick one with --space")
+            raise NotFoundError(
+                "no embedding space yet; run `gmv embed --space NAME` and `gmv match --space NAME` first"
+            )
+        raise NotFoundError(
+            f"several embedding spaces ({', '.join(s.name for s in known)}); pick one with --space"
+        )
     raise NotFoundError(
         f"no embedding space {name!r} (known: {', '.join(s.name for s in known) or 'none yet'}); "
         "pick one with --space, or create one with `gmv embed --space NAME`"
@@ -176,8 +184,14 @@ def get_or_create_space(
         raise InputError(f"unknown distance {distance!r}; use one of {', '.join(DISTANCE_OPERATORS)}")
     storage = choose_storage(dim, storage)
     values = {
-        "name": name, "model": model, "weights_sha256": weights_sha256, "preprocessing": json.dumps(preprocessing),
-        "dim": dim, "storage": storage, "distance": distance, "hnsw_m": hnsw_m,
+        "name": name,
+        "model": model,
+        "weights_sha256": weights_sha256,
+        "preprocessing": json.dumps(preprocessing),
+        "dim": dim,
+        "storage": storage,
+        "distance": distance,
+        "hnsw_m": hnsw_m,
         "hnsw_ef_construction": hnsw_ef_construction,
     }
     try:

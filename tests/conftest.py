@@ -72,7 +72,9 @@ def create_database(server_url: str, template: str | None) -> str:
     with psycopg.connect(server_url, autocommit=True) as conn:
         stmt = sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name))
         if template:
-            stmt = sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(sql.Identifier(name), sql.Identifier(template))
+            stmt = sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+                sql.Identifier(name), sql.Identifier(template)
+            )
         conn.execute(stmt)
     return name
 
@@ -117,7 +119,9 @@ class Gmv:
     def __call__(self, *args: str, ok: bool = True, input: str | None = None):
         from gmv_sql.cli import cli
 
-        result = CliRunner().invoke(cli, [str(a) for a in args], env=self.env, input=input, catch_exceptions=True)
+        result = CliRunner().invoke(
+            cli, [str(a) for a in args], env=self.env, input=input, catch_exceptions=True
+        )
         if ok and result.exit_code != 0:
             raise AssertionError(
                 f"gmv {' '.join(map(str, args))} exited {result.exit_code}:\n{result.output}\n{result.exception!r}"
@@ -136,10 +140,16 @@ class Gmv:
         env = {**os.environ, **self.env}
         proc = subprocess.run(
             [sys.executable, "-m", "gmv_sql.cli", *map(str, args)],
-            env=env, cwd=REPO, capture_output=True, text=True, timeout=timeout,
+            env=env,
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
         )
         if check and proc.returncode != 0:
-            raise AssertionError(f"gmv {' '.join(map(str, args))} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
+            raise AssertionError(
+                f"gmv {' '.join(map(str, args))} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}"
+            )
         return proc
 
 

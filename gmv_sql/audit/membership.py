@@ -77,9 +77,13 @@ def membership_test(member_values, nonmember_values) -> MembershipResult:
     nonmembers = np.asarray(nonmember_values, dtype=np.float64)
     for name, values in (("members", members), ("non-members", nonmembers)):
         if values.ndim != 1 or len(values) < 2:
-            raise InputError(f"the {name} list names {values.size} valued image(s); the test needs at least 2 per group")
+            raise InputError(
+                f"the {name} list names {values.size} valued image(s); the test needs at least 2 per group"
+            )
         if not np.isfinite(values).all():
-            raise InputError(f"the {name}' values contain NaN or infinity; refresh the valuation (gmv value refresh)")
+            raise InputError(
+                f"the {name}' values contain NaN or infinity; refresh the valuation (gmv value refresh)"
+            )
     if np.ptp(members) == 0 and np.ptp(nonmembers) == 0:
         # Both groups constant: Welch's t is undefined; equal constants mean no evidence at all.
         t_stat = 0.0 if members[0] == nonmembers[0] else math.copysign(math.inf, members[0] - nonmembers[0])
@@ -122,7 +126,9 @@ def read_image_list(path: Path) -> list[ListedImage]:
     except FileNotFoundError:
         raise InputError(f"list file {str(path)!r} does not exist; check the path") from None
     except UnicodeDecodeError:
-        raise InputError(f"list file {str(path)!r} is not UTF-8 text; give one sha256 or path per line") from None
+        raise InputError(
+            f"list file {str(path)!r} is not UTF-8 text; give one sha256 or path per line"
+        ) from None
     except OSError as exc:
         raise InputError(f"cannot read list file {str(path)!r}: {exc.strerror}") from None
     name = Path(path).name
@@ -161,9 +167,9 @@ def read_image_list(path: Path) -> list[ListedImage]:
     return result
 
 
-
-
-def values_of(conn: psycopg.Connection, entries: list[ListedImage], *, space: str, scheme: str) -> dict[int, float]:
+def values_of(
+    conn: psycopg.Connection, entries: list[ListedImage], *, space: str, scheme: str
+) -> dict[int, float]:
     """{training_id: value} of the listed images; an image gmv does not know is a one-line error."""
     rows = conn.execute(query("audit", "training_values"), {"space": space, "scheme": scheme}).fetchall()
     by_sha = {sha: (tid, value) for tid, sha, _, value in rows}

@@ -103,7 +103,11 @@ def reset(app: App, yes: bool) -> None:
         click.echo(f"{where} holds no gmv data: nothing deleted")
         return
     spaces = list(dict.fromkeys(v.space for v in result.vector_tables))
-    vectors = f" and the vector tables of space{'s' if len(spaces) > 1 else ''} {', '.join(spaces)}" if spaces else ""
+    vectors = (
+        f" and the vector tables of space{'s' if len(spaces) > 1 else ''} {', '.join(spaces)}"
+        if spaces
+        else ""
+    )
     click.echo(f"deleted all gmv data in {where} ({_describe(result.rows)}){vectors}")
 
 
@@ -141,7 +145,13 @@ def url(app: App, show_password: bool, reader: bool) -> None:
 
 @db.command()
 @click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on (keep it local).")
-@click.option("--port", default=5433, show_default=True, type=click.IntRange(0, 65535), help="TCP port (0: any free one).")
+@click.option(
+    "--port",
+    default=5433,
+    show_default=True,
+    type=click.IntRange(0, 65535),
+    help="TCP port (0: any free one).",
+)
 @pass_app
 def serve(app: App, host: str, port: int) -> None:
     """Serve the database on a localhost TCP port for Metabase, Superset, DBeaver… until Ctrl-C.

@@ -121,7 +121,9 @@ def pgvector_refusal(
     return None
 
 
-def connect(url: str, *, autocommit: bool = True, register_vector: bool = True, **kwargs) -> psycopg.Connection:
+def connect(
+    url: str, *, autocommit: bool = True, register_vector: bool = True, **kwargs
+) -> psycopg.Connection:
     """Open a psycopg connection; with register_vector, check pgvector and register its types.
 
     The gmv convention: connections autocommit, and a transaction is opened explicitly with
@@ -152,5 +154,3 @@ def _register(conn: psycopg.Connection) -> None:
     from pgvector.psycopg import register_vector
 
     register_vector(conn)
-
-

@@ -108,7 +108,11 @@ def tune(admin_url: str, pgdata: Path) -> bool:
         return False
     with psycopg.connect(admin_url, autocommit=True) as conn:
         for name, value in todo.items():
-            conn.execute(sql.SQL(query("db", "alter_system")).format(name=sql.Identifier(name), value=sql.Literal(value)))
+            conn.execute(
+                sql.SQL(query("db", "alter_system")).format(
+                    name=sql.Identifier(name), value=sql.Literal(value)
+                )
+            )
     return "shared_buffers" in todo
 
 
@@ -119,7 +123,9 @@ def _ensure_database(admin_url: str) -> None:
     with psycopg.connect(admin_url, autocommit=True) as conn:
         if not conn.execute(query("db", "database_exists"), {"name": DATABASE_NAME}).fetchone()[0]:
             try:
-                conn.execute(sql.SQL(query("db", "create_database")).format(database=sql.Identifier(DATABASE_NAME)))
+                conn.execute(
+                    sql.SQL(query("db", "create_database")).format(database=sql.Identifier(DATABASE_NAME))
+                )
             except psycopg.errors.DuplicateDatabase:
                 pass  # a concurrent gmv process created it first
 

@@ -19,7 +19,10 @@ MATCH = 0x6D6174  # "mat": gmv match, one run per space at a time
 SPACES = 0x737063  # "spc": creating an embedding space (second key 0); concurrent creators queue
 
 # What a held lock means, for the error message.
-_BUSY = {EMBED: "gmv embed or another import is writing vectors of", MATCH: "another gmv match is running for"}
+_BUSY = {
+    EMBED: "gmv embed or another import is writing vectors of",
+    MATCH: "another gmv match is running for",
+}
 
 
 @contextmanager

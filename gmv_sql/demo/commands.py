@@ -20,7 +20,11 @@ from gmv_sql.db.connect import mask_password
 
 
 @click.command()
-@click.option("--quick", is_flag=True, help="A smaller run with the same steps (fewer generated images, shorter training).")
+@click.option(
+    "--quick",
+    is_flag=True,
+    help="A smaller run with the same steps (fewer generated images, shorter training).",
+)
 @click.option(
     "--output",
     type=click.Path(file_okay=False, path_type=Path),
@@ -28,7 +32,13 @@ from gmv_sql.db.connect import mask_password
     show_default=True,
     help="Folder for images, manifests, the evidence page, plots and the royalty statement.",
 )
-@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Seed of the split, owners and generator.")
+@click.option(
+    "--seed",
+    type=click.IntRange(min=0),
+    default=0,
+    show_default=True,
+    help="Seed of the split, owners and generator.",
+)
 @click.option(
     "--reset",
     is_flag=True,

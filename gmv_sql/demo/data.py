@@ -63,7 +63,9 @@ def load_digits() -> tuple[np.ndarray, np.ndarray]:
     return digits.images / 16.0, digits.target.astype(np.int64)
 
 
-def split_per_class(labels: np.ndarray, members_per_class: int, nonmembers_per_class: int, seed: int) -> Split:
+def split_per_class(
+    labels: np.ndarray, members_per_class: int, nonmembers_per_class: int, seed: int
+) -> Split:
     """Disjoint members and non-members, the same number from every class, chosen at random (seeded)."""
     rng = np.random.default_rng(seed)
     members: list[int] = []
@@ -111,7 +113,9 @@ def write_training_set(
     members / non-members lists for `gmv audit membership` (the opted-out image is left out of both:
     it is never matched, so it says nothing about membership)."""
     rng = np.random.default_rng(seed + 7)
-    everything = [(int(i), "member") for i in split.members] + [(int(i), "non-member") for i in split.nonmembers]
+    everything = [(int(i), "member") for i in split.members] + [
+        (int(i), "non-member") for i in split.nonmembers
+    ]
     owners = rng.choice(len(OWNERS), size=len(everything))
     opted_out_row = int(rng.integers(len(everything)))
     manifest = out / "training.csv"
@@ -125,7 +129,14 @@ def write_training_set(
             sha = write_png(out / relative, images[index])
             owner = OWNERS[owner_index]
             writer.writerow(
-                [relative.as_posix(), owner, OWNER_LICENSE[owner], group, int(labels[index]), f"sklearn-digits#{index}"]
+                [
+                    relative.as_posix(),
+                    owner,
+                    OWNER_LICENSE[owner],
+                    group,
+                    int(labels[index]),
+                    f"sklearn-digits#{index}",
+                ]
             )
             if row == opted_out_row:
                 opted_out_sha = sha

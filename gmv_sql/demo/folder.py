@@ -37,7 +37,9 @@ def prepare_output(output: Path) -> None:
     """Create the folder, or clear what an earlier demo wrote there; never delete other files."""
     check_output(output)
     output.mkdir(parents=True, exist_ok=True)
-    (output / MARKER).write_text("written by gmv demo; a re-run replaces this folder's demo files\n", encoding="utf-8")
+    (output / MARKER).write_text(
+        "written by gmv demo; a re-run replaces this folder's demo files\n", encoding="utf-8"
+    )
     for name in OUR_ENTRIES:
         target = output / name
         if target.is_dir() and not target.is_symlink():

@@ -131,7 +131,9 @@ def open_database(demo: Demo) -> None:
 def write_digits(demo: Demo) -> None:
     heading("Data: scikit-learn's handwritten digits (real, offline)")
     images, labels = demo.digits = data.load_digits()
-    demo.split = data.split_per_class(labels, demo.plan.members_per_class, demo.plan.nonmembers_per_class, demo.seed)
+    demo.split = data.split_per_class(
+        labels, demo.plan.members_per_class, demo.plan.nonmembers_per_class, demo.seed
+    )
     demo.training = training = data.write_training_set(demo.output, images, labels, demo.split, demo.seed)
     say(
         f"{training.n_members} members (train the generator) + {training.n_nonmembers} held-out non-members, "
@@ -140,10 +142,14 @@ def write_digits(demo: Demo) -> None:
 
 
 def generate_digits(demo: Demo) -> None:
-    heading(f"Generator: class-conditional DDPM (MLP denoiser), trained on the {demo.training.n_members} members only")
+    heading(
+        f"Generator: class-conditional DDPM (MLP denoiser), trained on the {demo.training.n_members} members only"
+    )
     images, labels = demo.digits
     members = demo.split.members
-    generated, generated_labels = train_and_sample(images[members], labels[members], demo.plan, demo.seed, say=say)
+    generated, generated_labels = train_and_sample(
+        images[members], labels[members], demo.plan, demo.seed, say=say
+    )
     demo.generated_manifest, demo.n_generated = data.write_generated_set(
         demo.output, generated, generated_labels, demo.seed
     )
@@ -153,8 +159,17 @@ def generate_digits(demo: Demo) -> None:
 def ingest(demo: Demo) -> None:
     heading("gmv ingest training / generated")
     demo.run("ingest", "training", str(demo.output), "--manifest", str(demo.training.manifest))
-    demo.run("ingest", "generated", str(demo.output), "--manifest", str(demo.generated_manifest),
-             "--generator", GENERATOR, "--run", f"seed-{demo.seed}")
+    demo.run(
+        "ingest",
+        "generated",
+        str(demo.output),
+        "--manifest",
+        str(demo.generated_manifest),
+        "--generator",
+        GENERATOR,
+        "--run",
+        f"seed-{demo.seed}",
+    )
     set_rights(demo.url, demo.training.opted_out_sha256)
 
 
@@ -195,8 +210,14 @@ def royalty_statement(demo: Demo) -> None:
 
 def membership_test(demo: Demo) -> None:
     heading("gmv audit membership --members members.csv --nonmembers nonmembers.csv")
-    args = ("audit", "membership", "--members", str(demo.training.members_list),
-            "--nonmembers", str(demo.training.nonmembers_list))
+    args = (
+        "audit",
+        "membership",
+        "--members",
+        str(demo.training.members_list),
+        "--nonmembers",
+        str(demo.training.nonmembers_list),
+    )
     text = demo.run(*args, capture=True)
     demo.membership = json.loads(demo.run(*args, "--format", "json", capture=True))
     click.echo("\nMembership test (GMValuator Table 1): are the generator's training images valued higher?")
@@ -208,7 +229,9 @@ def evidence_and_plots(demo: Demo) -> None:
     evidence = demo.output / "evidence.html"
     demo.run("report", "evidence", "--space", SPACE, "--html", str(evidence), "--sample", "12", capture=True)
     demo.files["evidence page"] = evidence
-    demo.files["value distribution plot"], demo.files["credit per owner plot"] = write_plots(demo.url, demo.output)
+    demo.files["value distribution plot"], demo.files["credit per owner plot"] = write_plots(
+        demo.url, demo.output
+    )
 
 
 def write_plots(url: str, output: Path) -> tuple[Path, Path]:
@@ -283,8 +306,14 @@ def run_demo(gmv: click.Group, app: App, *, quick: bool, output: Path, seed: int
 
     gmv: the `gmv` command group whose commands the pipeline steps run.
     """
-    demo = Demo(gmv=gmv, app=app, plan=QUICK if quick else FULL, output=output.expanduser().resolve(),
-                seed=seed, reset=reset)
+    demo = Demo(
+        gmv=gmv,
+        app=app,
+        plan=QUICK if quick else FULL,
+        output=output.expanduser().resolve(),
+        seed=seed,
+        reset=reset,
+    )
     check_output(demo.output)
     started = time.monotonic()
     seconds: dict[str, float] = {}
@@ -297,13 +326,15 @@ def run_demo(gmv: click.Group, app: App, *, quick: bool, output: Path, seed: int
 
     training = demo.training
     summary_json = demo.output / "summary.json"
-    demo.files.update({
-        "training manifest": training.manifest,
-        "generated manifest": demo.generated_manifest,
-        "members list": training.members_list,
-        "non-members list": training.nonmembers_list,
-        "summary (JSON)": summary_json,
-    })
+    demo.files.update(
+        {
+            "training manifest": training.manifest,
+            "generated manifest": demo.generated_manifest,
+            "members list": training.members_list,
+            "non-members list": training.nonmembers_list,
+            "summary (JSON)": summary_json,
+        }
+    )
     result = DemoResult(
         output=demo.output,
         database_url=demo.url,

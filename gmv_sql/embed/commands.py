@@ -26,7 +26,13 @@ def _space_options(func):
                 show_default=True,
                 help="Distance of a new space (cosine spaces store unit vectors).",
             ),
-            click.option("--hnsw-m", type=click.IntRange(2, 100), default=16, show_default=True, help="HNSW m of a new space."),
+            click.option(
+                "--hnsw-m",
+                type=click.IntRange(2, 100),
+                default=16,
+                show_default=True,
+                help="HNSW m of a new space.",
+            ),
             click.option(
                 "--hnsw-ef-construction",
                 type=click.IntRange(4, 1000),
@@ -47,18 +53,46 @@ def _space_options(func):
     type=click.Choice(MODELS),
     help=f"Embedder (default: the space's model, or {DEFAULT_MODEL} for a new space).",
 )
-@click.option("--weights", type=click.Path(path_type=Path), help="Weights file (torchvision state_dict) instead of the default location.")
-@click.option("--random-init", is_flag=True, help="Seeded random weights instead of trained ones (tests only).")
+@click.option(
+    "--weights",
+    type=click.Path(path_type=Path),
+    help="Weights file (torchvision state_dict) instead of the default location.",
+)
+@click.option(
+    "--random-init", is_flag=True, help="Seeded random weights instead of trained ones (tests only)."
+)
 @click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True)
-@click.option("--batch-size", type=click.IntRange(1, 4096), default=64, show_default=True, help="Images per forward pass.")
-@click.option("--workers", type=click.IntRange(0, 64), help="DataLoader processes decoding images (default: by device and cores).")
+@click.option(
+    "--batch-size",
+    type=click.IntRange(1, 4096),
+    default=64,
+    show_default=True,
+    help="Images per forward pass.",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(0, 64),
+    help="DataLoader processes decoding images (default: by device and cores).",
+)
 @click.option(
     "--image-size",
     type=click.IntRange(MIN_IMAGE_SIZE, MAX_IMAGE_SIZE),
     help="CNN input side in pixels (default: the model's, 224); smaller is much faster for small images. Part of the space.",
 )
-@click.option("--pixels-size", type=click.IntRange(1, 64), default=8, show_default=True, help="pixels model: side of the resized image.")
-@click.option("--pixels-color", type=click.Choice(["gray", "rgb"]), default="gray", show_default=True, help="pixels model: channels.")
+@click.option(
+    "--pixels-size",
+    type=click.IntRange(1, 64),
+    default=8,
+    show_default=True,
+    help="pixels model: side of the resized image.",
+)
+@click.option(
+    "--pixels-color",
+    type=click.Choice(["gray", "rgb"]),
+    default="gray",
+    show_default=True,
+    help="pixels model: channels.",
+)
 @_space_options
 @click.option("--quiet", "-q", is_flag=True, help="No progress line.")
 @click.pass_context
@@ -117,7 +151,11 @@ def embed(
                 "pick another --space name"
             )
         embedder = build_embedder(
-            chosen, weights=weights, random_init=random_init, pixels_size=pixels_size, pixels_color=pixels_color,
+            chosen,
+            weights=weights,
+            random_init=random_init,
+            pixels_size=pixels_size,
+            pixels_color=pixels_color,
             image_size=image_size,
         )
         with conn.transaction():
@@ -149,8 +187,16 @@ def embed(
 @embed.command("import")
 @click.argument("file", type=click.Path(path_type=Path))
 @click.option("--space", "space_name", metavar="NAME", required=True, help="Embedding space to fill.")
-@click.option("--ids", "ids_file", type=click.Path(exists=True, path_type=Path), help="For .npy: one sha256 or image path per line.")
-@click.option("--model", help="Name of the model that made the vectors (needed to create a new space: model 'imported:NAME').")
+@click.option(
+    "--ids",
+    "ids_file",
+    type=click.Path(exists=True, path_type=Path),
+    help="For .npy: one sha256 or image path per line.",
+)
+@click.option(
+    "--model",
+    help="Name of the model that made the vectors (needed to create a new space: model 'imported:NAME').",
+)
 @_space_options
 @pass_app
 def import_(

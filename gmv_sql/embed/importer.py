@@ -65,7 +65,9 @@ def read_vectors(file: Path, ids_file: Path | None = None) -> tuple[np.ndarray, 
     try:
         if suffix == ".npy":
             if ids_file is None:
-                raise InputError(f"{file.name} holds vectors only: name their images with --ids FILE (one sha256 or path per line)")
+                raise InputError(
+                    f"{file.name} holds vectors only: name their images with --ids FILE (one sha256 or path per line)"
+                )
             vectors = np.load(file, allow_pickle=False)
             return vectors, _read_lines(ids_file), ids_file.parent
         if suffix == ".npz":
@@ -74,7 +76,9 @@ def read_vectors(file: Path, ids_file: Path | None = None) -> tuple[np.ndarray, 
                     raise InputError(f"{file.name} has no array 'vectors' (has: {', '.join(archive.files)})")
                 key = "sha256" if "sha256" in archive else "paths" if "paths" in archive else None
                 if key is None:
-                    raise InputError(f"{file.name} has no array 'sha256' or 'paths' naming the images of its vectors")
+                    raise InputError(
+                        f"{file.name} has no array 'sha256' or 'paths' naming the images of its vectors"
+                    )
                 return archive["vectors"], [str(x).strip() for x in archive[key].tolist()], file.parent
         if suffix == ".parquet":
             return (*_read_parquet(file), file.parent)
@@ -82,7 +86,9 @@ def read_vectors(file: Path, ids_file: Path | None = None) -> tuple[np.ndarray, 
         raise
     except (OSError, ValueError) as exc:
         raise InputError(f"cannot read {str(file)!r}: {str(exc).splitlines()[0][:200]}") from None
-    raise InputError(f"{str(file)!r}: use a .npz (vectors + sha256), .npy with --ids, or .parquet (sha256 + vector)")
+    raise InputError(
+        f"{str(file)!r}: use a .npz (vectors + sha256), .npy with --ids, or .parquet (sha256 + vector)"
+    )
 
 
 def _read_parquet(file: Path) -> tuple[np.ndarray, list[str]]:
@@ -97,14 +103,22 @@ def _read_parquet(file: Path) -> tuple[np.ndarray, list[str]]:
     if id_column is None or vector_column is None:
         raise InputError(f"{file.name} needs columns sha256 (or path) and vector; it has {', '.join(names)}")
     column = table.column(vector_column).combine_chunks()
-    if not (pa.types.is_list(column.type) or pa.types.is_large_list(column.type) or pa.types.is_fixed_size_list(column.type)):
+    if not (
+        pa.types.is_list(column.type)
+        or pa.types.is_large_list(column.type)
+        or pa.types.is_fixed_size_list(column.type)
+    ):
         raise InputError(f"column {vector_column!r} of {file.name} is {column.type}, not a list of floats")
     if column.null_count:
-        raise InputError(f"column {vector_column!r} of {file.name} has {column.null_count} empty (null) vectors")
+        raise InputError(
+            f"column {vector_column!r} of {file.name} has {column.null_count} empty (null) vectors"
+        )
     lengths = np.asarray(pc.list_value_length(column))
     if len(lengths) and (lengths != lengths[0]).any():
         row = int(np.argmax(lengths != lengths[0]))
-        raise InputError(f"vector {row} of {file.name} has {lengths[row]} dimensions, vector 0 has {lengths[0]}")
+        raise InputError(
+            f"vector {row} of {file.name} has {lengths[row]} dimensions, vector 0 has {lengths[0]}"
+        )
     dim = int(lengths[0]) if len(lengths) else 0
     flat = np.asarray(pc.list_flatten(column).to_numpy(zero_copy_only=False), dtype=np.float64)
     vectors = flat.reshape(len(lengths), dim)
@@ -148,22 +162,32 @@ def import_vectors(
     vectors, identifiers, base = read_vectors(file, ids_file)
     vectors = np.asarray(vectors)
     if vectors.ndim != 2 or not np.issubdtype(vectors.dtype, np.number):
-        raise InputError(f"{file.name} must hold a 2-d array of numbers (rows = images), got {vectors.dtype} {vectors.shape}")
+        raise InputError(
+            f"{file.name} must hold a 2-d array of numbers (rows = images), got {vectors.dtype} {vectors.shape}"
+        )
     if len(identifiers) != len(vectors):
-        raise InputError(f"{len(vectors)} vectors but {len(identifiers)} image ids in {file.name}; they must pair up row by row")
+        raise InputError(
+            f"{len(vectors)} vectors but {len(identifiers)} image ids in {file.name}; they must pair up row by row"
+        )
     shas: list[str] = []
     for row, identifier in enumerate(identifiers):
         sha = _sha256_of(identifier, base) if identifier else None
         if sha is None:
-            raise InputError(f"row {row} of {file.name}: {identifier!r} is neither a sha256 nor a readable image file")
+            raise InputError(
+                f"row {row} of {file.name}: {identifier!r} is neither a sha256 nor a readable image file"
+            )
         shas.append(sha)
     seen: dict[str, int] = {}
     for row, sha in enumerate(shas):
         if sha in seen:
-            raise InputError(f"rows {seen[sha]} and {row} of {file.name} are the same image (sha256 {sha[:12]}…); keep one")
+            raise InputError(
+                f"rows {seen[sha]} and {row} of {file.name} are the same image (sha256 {sha[:12]}…); keep one"
+            )
         seen[sha] = row
     with conn.transaction():
-        space = _space_for_import(conn, space_name, model, vectors.shape[1], storage, distance, hnsw_m, hnsw_ef_construction)
+        space = _space_for_import(
+            conn, space_name, model, vectors.shape[1], storage, distance, hnsw_m, hnsw_ef_construction
+        )
         # gmv embed's lock, for this transaction: one writer of the space's vectors at a time, and an
         # image deleted meanwhile waits for this import and then takes its vectors along (the cascades).
         with locks.space_lock(conn, locks.EMBED, space, transaction=True):
@@ -174,7 +198,11 @@ def import_vectors(
 
 
 def _store(
-    conn: psycopg.Connection, space: EmbeddingSpace, file: Path, vectors: np.ndarray, shas: list[str],
+    conn: psycopg.Connection,
+    space: EmbeddingSpace,
+    file: Path,
+    vectors: np.ndarray,
+    shas: list[str],
     identifiers: list[str],
 ) -> ImportResult:
     """Validate and COPY the vectors of ingested images not yet embedded (inside the import's transaction)."""
@@ -182,7 +210,9 @@ def _store(
     if space.distance == "cosine" and len(vectors):
         zero = np.flatnonzero(~np.any(vectors, axis=1))
         if len(zero):
-            raise InputError(f"vector {int(zero[0])} of {file.name} is all zeros: cosine distance is undefined for it")
+            raise InputError(
+                f"vector {int(zero[0])} of {file.name} is all zeros: cosine distance is undefined for it"
+            )
         vectors = l2_normalise(vectors)
     training = _lookup(conn, "training", shas)
     generated = _lookup(conn, "generated", shas)
@@ -205,7 +235,9 @@ def _store(
         if bulk and not store.has_training_vectors(conn, space):
             store.drop_index(conn, space)
             result.index_rebuilt = True
-        stored = store.copy_vectors(conn, space, kind, ids[keep], vectors[np.asarray(rows)][keep], source=file.name)
+        stored = store.copy_vectors(
+            conn, space, kind, ids[keep], vectors[np.asarray(rows)][keep], source=file.name
+        )
         setattr(result, kind, stored)
     return result
 
@@ -220,8 +252,14 @@ def _space_for_import(
                 f"no embedding space {name!r}; create it with --model NAME (the model that made the vectors)"
             ) from None
         return spaces.get_or_create_space(
-            conn, name, model=IMPORTED_PREFIX + model, dim=dim, storage=storage, distance=distance,
-            hnsw_m=hnsw_m, hnsw_ef_construction=hnsw_ef_construction,
+            conn,
+            name,
+            model=IMPORTED_PREFIX + model,
+            dim=dim,
+            storage=storage,
+            distance=distance,
+            hnsw_m=hnsw_m,
+            hnsw_ef_construction=hnsw_ef_construction,
         )
     if model and space.model not in (model, IMPORTED_PREFIX + model):
         raise ConflictError(

@@ -58,8 +58,6 @@ class Embedder:
         return self
 
 
-
-
 def torch_home_checkpoints() -> Path:
     """Where torchvision looks for downloaded weights: $TORCH_HOME/hub/checkpoints (default ~/.cache/torch)."""
     torch_home = os.environ.get("TORCH_HOME") or os.path.join(
@@ -113,7 +111,9 @@ def _image_transform(resize: int, crop: int, interpolation: str, mean, std):
     import torchvision.transforms as T
 
     mode = {"bilinear": T.InterpolationMode.BILINEAR, "bicubic": T.InterpolationMode.BICUBIC}[interpolation]
-    return T.Compose([T.Resize(resize, interpolation=mode), T.CenterCrop(crop), T.ToTensor(), T.Normalize(mean, std)])
+    return T.Compose(
+        [T.Resize(resize, interpolation=mode), T.CenterCrop(crop), T.ToTensor(), T.Normalize(mean, std)]
+    )
 
 
 def _input_size(default_resize: int, default_crop: int, image_size: int | None) -> tuple[int, int]:
@@ -123,7 +123,9 @@ def _input_size(default_resize: int, default_crop: int, image_size: int | None) 
     return round(image_size * default_resize / default_crop), image_size
 
 
-def _imagenet_preprocessing(resize: int, crop: int, interpolation: str, mean, std, feature: str) -> dict[str, Any]:
+def _imagenet_preprocessing(
+    resize: int, crop: int, interpolation: str, mean, std, feature: str
+) -> dict[str, Any]:
     return {
         "color": "RGB",
         "exif_transpose": True,
@@ -136,7 +138,9 @@ def _imagenet_preprocessing(resize: int, crop: int, interpolation: str, mean, st
     }
 
 
-def efficientnet_lite0(weights: Path | None = None, random_init: bool = False, image_size: int | None = None) -> Embedder:
+def efficientnet_lite0(
+    weights: Path | None = None, random_init: bool = False, image_size: int | None = None
+) -> Embedder:
     import torch
     from efficientnet_lite_pytorch import EfficientNet
 
@@ -156,7 +160,9 @@ def efficientnet_lite0(weights: Path | None = None, random_init: bool = False, i
     module.eval()
     # Any input size works (global average pooling); smaller is quadratically faster, e.g. for thumbnails.
     resize, crop = _input_size(256, 224, image_size)
-    preprocessing = _imagenet_preprocessing(resize, crop, "bilinear", _EFFNET_MEAN, _EFFNET_STD, "avgpool(head conv)")
+    preprocessing = _imagenet_preprocessing(
+        resize, crop, "bilinear", _EFFNET_MEAN, _EFFNET_STD, "avgpool(head conv)"
+    )
     if random_init:
         preprocessing["init"] = f"random(seed={RANDOM_SEED})"
 
@@ -164,8 +170,13 @@ def efficientnet_lite0(weights: Path | None = None, random_init: bool = False, i
         return module.extract_features(batch).mean(dim=(2, 3))
 
     return Embedder(
-        name, 1280, weights_sha, preprocessing,
-        _image_transform(resize, crop, "bilinear", _EFFNET_MEAN, _EFFNET_STD), forward, module,
+        name,
+        1280,
+        weights_sha,
+        preprocessing,
+        _image_transform(resize, crop, "bilinear", _EFFNET_MEAN, _EFFNET_STD),
+        forward,
+        module,
     )
 
 
@@ -206,7 +217,9 @@ def torchvision_model(
     import torchvision
 
     if model_name not in TORCHVISION_MODELS:
-        raise ConfigError(f"unknown torchvision model {model_name!r}; use one of {', '.join(TORCHVISION_MODELS)}")
+        raise ConfigError(
+            f"unknown torchvision model {model_name!r}; use one of {', '.join(TORCHVISION_MODELS)}"
+        )
     if random_init:
         entry = torchvision.models.get_model_weights(model_name).DEFAULT
         path = None
@@ -215,7 +228,9 @@ def torchvision_model(
     preset = entry.transforms()
     resize, crop = int(preset.resize_size[0]), int(preset.crop_size[0])
     if model_name.startswith("vit") and image_size not in (None, crop):
-        raise ConfigError(f"--image-size {image_size}: {model_name} works at {crop} only (its position embeddings are fixed)")
+        raise ConfigError(
+            f"--image-size {image_size}: {model_name} works at {crop} only (its position embeddings are fixed)"
+        )
     resize, crop = _input_size(resize, crop, image_size)
     interpolation = preset.interpolation.value
     kwargs = {"image_size": crop} if model_name.startswith("vit") else {}
@@ -290,7 +305,9 @@ def pixels(size: int = 8, color: str = "gray") -> Embedder:
 
         return torch.from_numpy(l2_normalise(batch.float().cpu().numpy()))
 
-    return Embedder("pixels", dim, None, preprocessing, PixelsTransform(size, color), forward, None, l2_normalised=True)
+    return Embedder(
+        "pixels", dim, None, preprocessing, PixelsTransform(size, color), forward, None, l2_normalised=True
+    )
 
 
 def build_embedder(
@@ -319,4 +336,6 @@ def build_embedder(
         return efficientnet_lite0(weights, random_init, image_size)
     if model in TORCHVISION_MODELS:
         return torchvision_model(model, weights, random_init, image_size)
-    raise ConfigError(f"unknown model {model!r}; use one of {', '.join(MODELS)}, or `gmv embed import` for others")
+    raise ConfigError(
+        f"unknown model {model!r}; use one of {', '.join(MODELS)}, or `gmv embed import` for others"
+    )

@@ -140,7 +140,14 @@ def _flush(conn: psycopg.Connection, space, kind: str, ids: list[int], vectors: 
     if not ids:
         return 0
     with conn.transaction():
-        n = store.copy_vectors(conn, space, kind, np.asarray(ids, dtype=np.int64), np.concatenate(vectors), source=f"{kind} batch")
+        n = store.copy_vectors(
+            conn,
+            space,
+            kind,
+            np.asarray(ids, dtype=np.int64),
+            np.concatenate(vectors),
+            source=f"{kind} batch",
+        )
     ids.clear()
     vectors.clear()
     return n
@@ -163,8 +170,17 @@ def embed_missing(
     One gmv embed per space at a time (advisory lock), so two runs never embed the same image twice.
     """
     with locks.space_lock(conn, locks.EMBED, space):
-        return _embed_missing(conn, space, embedder, device=device, batch_size=batch_size, workers=workers,
-                              report=report, progress=progress, flush_rows=flush_rows)
+        return _embed_missing(
+            conn,
+            space,
+            embedder,
+            device=device,
+            batch_size=batch_size,
+            workers=workers,
+            report=report,
+            progress=progress,
+            flush_rows=flush_rows,
+        )
 
 
 def _embed_missing(
@@ -198,7 +214,10 @@ def _embed_missing(
             workers = decode_workers(device)
         loader = make_loader(ImageDataset(items, embedder.transform), batch_size, workers, device)
         pending: dict[str, tuple[list[int], list[np.ndarray]]] = {"training": ([], []), "generated": ([], [])}
-        with Progress("embedding", len(items), unit="images", enabled=progress) as bar, torch.inference_mode():
+        with (
+            Progress("embedding", len(items), unit="images", enabled=progress) as bar,
+            torch.inference_mode(),
+        ):
             for positions, batch, bad in loader:
                 for position, reason in bad:
                     line = f"{items[position][2]}: {reason}"

@@ -33,11 +33,15 @@ def validate_vectors(vectors: np.ndarray, space: EmbeddingSpace, source: str) ->
         bad = int(np.argwhere(~np.isfinite(vectors))[0][0])
         raise InputError(f"vector {bad} of {source} has NaN or infinite values; fix the embeddings and retry")
     if space.storage == "halfvec" and np.abs(vectors).max(initial=0) > 65504:
-        raise InputError(f"{source} has values beyond half precision (65504) for halfvec space {space.name!r}")
+        raise InputError(
+            f"{source} has values beyond half precision (65504) for halfvec space {space.name!r}"
+        )
     return vectors.astype(np.float32, copy=False)
 
 
-COPY_HEADER = b"PGCOPY\n\xff\r\n\x00" + (0).to_bytes(4, "big") + (0).to_bytes(4, "big")  # signature, flags, ext. length
+COPY_HEADER = (
+    b"PGCOPY\n\xff\r\n\x00" + (0).to_bytes(4, "big") + (0).to_bytes(4, "big")
+)  # signature, flags, ext. length
 COPY_TRAILER = (-1).to_bytes(2, "big", signed=True)
 # Rows per piece of the COPY stream (~4 MB at 512-d): numpy builds the next piece while a writer
 # thread sends this one and the server stores it (the rates with and without it: docs/BENCHMARKS.md).
@@ -75,7 +79,13 @@ def _binary_copy_rows(ids: np.ndarray, vectors: np.ndarray, storage: str) -> byt
 
 
 def copy_vectors(
-    conn: psycopg.Connection, space: EmbeddingSpace, kind: Kind, ids, vectors: np.ndarray, *, source: str = "vectors"
+    conn: psycopg.Connection,
+    space: EmbeddingSpace,
+    kind: Kind,
+    ids,
+    vectors: np.ndarray,
+    *,
+    source: str = "vectors",
 ) -> int:
     """Append vectors with one COPY … (FORMAT BINARY); ids must not have vectors yet in this space."""
     ids = np.asarray(ids, dtype=np.int64)
@@ -84,7 +94,10 @@ def copy_vectors(
         raise InputError(f"{len(ids)} ids but {len(vectors)} vectors in {source}")
     if len(ids) == 0:
         return 0
-    with conn.cursor() as cur, cur.copy(render("embedding", f"copy_{kind}", space), writer=QueuedLibpqWriter(cur)) as copy:
+    with (
+        conn.cursor() as cur,
+        cur.copy(render("embedding", f"copy_{kind}", space), writer=QueuedLibpqWriter(cur)) as copy,
+    ):
         copy.write(COPY_HEADER)
         for start in range(0, len(ids), COPY_PIECE_ROWS):
             end = start + COPY_PIECE_ROWS
@@ -126,5 +139,7 @@ def drop_index(conn: psycopg.Connection, space: EmbeddingSpace) -> None:
 def build_index(conn: psycopg.Connection, space: EmbeddingSpace) -> None:
     """(Re)create the HNSW index; call after bulk loads (building once is far faster than inserting into it)."""
     n_rows = count_vectors(conn, space)
-    conn.execute(query("embedding", "set_maintenance_work_mem"), {"mem": maintenance_work_mem_for(space, n_rows)})
+    conn.execute(
+        query("embedding", "set_maintenance_work_mem"), {"mem": maintenance_work_mem_for(space, n_rows)}
+    )
     conn.execute(render("embedding", "create_hnsw_index", space))

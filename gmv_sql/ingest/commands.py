@@ -94,7 +94,11 @@ def ingest() -> None:
 @_shared_options
 @click.option("--owner", help="Owner for files without one (folder ingest needs it).")
 @click.option("--license", "license_", metavar="LICENSE", help="Licence for files without one.")
-@click.option("--strict", is_flag=True, help="Refuse owners and licences that do not exist yet (instead of creating them).")
+@click.option(
+    "--strict",
+    is_flag=True,
+    help="Refuse owners and licences that do not exist yet (instead of creating them).",
+)
 @pass_app
 def training(
     app: App,
@@ -116,15 +120,21 @@ def training(
 
     Example: gmv ingest training ./data --manifest owners.csv
     """
-    rows, bad_rows, ignored = _collect(path, manifest, "training", owner=_strip(owner), license=_strip(license_))
-    result = _load(app, "training", rows, bad_rows, on_error, batch_size, workers, max_pixels, quiet, strict=strict)
+    rows, bad_rows, ignored = _collect(
+        path, manifest, "training", owner=_strip(owner), license=_strip(license_)
+    )
+    result = _load(
+        app, "training", rows, bad_rows, on_error, batch_size, workers, max_pixels, quiet, strict=strict
+    )
     _finish(result, ignored)
 
 
 @ingest.command("generated")
 @_shared_options
 @click.option("--generator", required=True, help="Name of the generative model that made the images.")
-@click.option("--run", "run", help="Name of this batch of outputs (default: run-<UTC timestamp>; reuse it to resume).")
+@click.option(
+    "--run", "run", help="Name of this batch of outputs (default: run-<UTC timestamp>; reuse it to resume)."
+)
 @pass_app
 def generated(
     app: App,
@@ -150,17 +160,47 @@ def generated(
         raise InputError("--generator is empty; name the model that generated the images")
     run = _strip(run) or dt.datetime.now(dt.timezone.utc).strftime("run-%Y%m%dT%H%M%SZ")
     rows, bad_rows, ignored = _collect(path, manifest, "generated")
-    result = _load(app, "generated", rows, bad_rows, on_error, batch_size, workers, max_pixels, quiet,
-                   generator=generator, run=run)
+    result = _load(
+        app,
+        "generated",
+        rows,
+        bad_rows,
+        on_error,
+        batch_size,
+        workers,
+        max_pixels,
+        quiet,
+        generator=generator,
+        run=run,
+    )
     _finish(result, ignored)
 
 
-def _load(app: App, kind, rows, bad_rows, on_error: str, batch_size: int, workers: int | None, max_pixels: int,
-          quiet: bool, **kind_options):
+def _load(
+    app: App,
+    kind,
+    rows,
+    bad_rows,
+    on_error: str,
+    batch_size: int,
+    workers: int | None,
+    max_pixels: int,
+    quiet: bool,
+    **kind_options,
+):
     """Both kinds load the same way: bad rows and files reported on stderr, progress unless --quiet."""
     return loader.ingest(
-        app.connect, kind, rows, bad_rows, on_error=on_error, batch_size=batch_size, workers=workers,
-        max_pixels=max_pixels, report=lambda line: click.echo(line, err=True), progress=not quiet, **kind_options,
+        app.connect,
+        kind,
+        rows,
+        bad_rows,
+        on_error=on_error,
+        batch_size=batch_size,
+        workers=workers,
+        max_pixels=max_pixels,
+        report=lambda line: click.echo(line, err=True),
+        progress=not quiet,
+        **kind_options,
     )
 
 
@@ -168,4 +208,3 @@ def _strip(value: str | None) -> str | None:
     if value is None:
         return None
     return value.strip() or None
-

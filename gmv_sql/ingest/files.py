@@ -85,7 +85,9 @@ def open_regular_file(path: str) -> tuple[BinaryIO | None, str | None]:
     except IsADirectoryError:
         return None, "unreadable: is a folder, not a file"
     except FileNotFoundError:
-        return None, "unreadable: broken symbolic link" if os.path.islink(path) else "unreadable: no such file"
+        return None, "unreadable: broken symbolic link" if os.path.islink(
+            path
+        ) else "unreadable: no such file"
     except OSError as exc:
         return None, f"unreadable: {exc.strerror or _first_line(exc)}"
     mode = os.fstat(fd).st_mode

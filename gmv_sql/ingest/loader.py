@@ -75,7 +75,9 @@ def check_inputs(
         report(bad_row.line())
     items: list[_Item] = []
     with Progress("checking", len(rows), unit="files", enabled=progress) as bar:
-        for row, result in zip(rows, check_files([r.path for r in rows], workers=workers, max_pixels=max_pixels), strict=True):
+        for row, result in zip(
+            rows, check_files([r.path for r in rows], workers=workers, max_pixels=max_pixels), strict=True
+        ):
             bar.update()
             if isinstance(result, BadFile):
                 bad.append(result.line())
@@ -180,7 +182,9 @@ def _store_training_batch(conn: psycopg.Connection, batch: list[_Item], strict: 
                     "license_id": [license_ids[i.row.license] for i in batch],
                     "width": [i.file.width for i in batch],
                     "height": [i.file.height for i in batch],
-                    "attributes": [json.dumps(i.row.attributes, ensure_ascii=False, default=str) for i in batch],
+                    "attributes": [
+                        json.dumps(i.row.attributes, ensure_ascii=False, default=str) for i in batch
+                    ],
                 },
             )
         }
@@ -199,7 +203,9 @@ def _store_generated_batch(
         conn.execute(query("ingest", "create_generator"), {"name": generator})
         generator_id = conn.execute(query("ingest", "generator_id"), {"name": generator}).fetchone()[0]
         conn.execute(query("ingest", "create_run"), {"generator_id": generator_id, "name": run})
-        run_id = conn.execute(query("ingest", "run_id"), {"generator_id": generator_id, "name": run}).fetchone()[0]
+        run_id = conn.execute(
+            query("ingest", "run_id"), {"generator_id": generator_id, "name": run}
+        ).fetchone()[0]
         inserted = {
             r[0]
             for r in conn.execute(
@@ -212,7 +218,9 @@ def _store_generated_batch(
                     "prompt": [i.row.prompt for i in batch],
                     "width": [i.file.width for i in batch],
                     "height": [i.file.height for i in batch],
-                    "attributes": [json.dumps(i.row.attributes, ensure_ascii=False, default=str) for i in batch],
+                    "attributes": [
+                        json.dumps(i.row.attributes, ensure_ascii=False, default=str) for i in batch
+                    ],
                     "created_at": [i.row.created_at for i in batch],
                 },
             )
@@ -263,7 +271,11 @@ def ingest(
         if strict and kind == "training":
             _strict_check(conn, rows)
         items, result.bad = check_inputs(
-            rows, bad_rows, report=report, workers=workers or default_workers(4), max_pixels=max_pixels,
+            rows,
+            bad_rows,
+            report=report,
+            workers=workers or default_workers(4),
+            max_pixels=max_pixels,
             progress=progress,
         )
         result.checked = len(rows)
@@ -281,7 +293,9 @@ def ingest(
                 if kind == "training":
                     new, present = _with_retry(lambda b=batch: _store_training_batch(conn, b, strict))
                 else:
-                    new, present = _with_retry(lambda b=batch: _store_generated_batch(conn, b, generator, run))
+                    new, present = _with_retry(
+                        lambda b=batch: _store_generated_batch(conn, b, generator, run)
+                    )
                 result.new += new
                 result.already_present += present
                 bar.update(len(batch))

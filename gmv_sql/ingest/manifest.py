@@ -66,7 +66,9 @@ def _raw_records(path: Path) -> list[tuple[int, dict[str, Any] | None, str | Non
     except FileNotFoundError:
         raise InputError(f"manifest {str(path)!r} does not exist; check the --manifest path") from None
     except UnicodeDecodeError as exc:
-        raise InputError(f"manifest {str(path)!r} is not UTF-8 text ({exc.reason} at byte {exc.start}); save it as UTF-8") from None
+        raise InputError(
+            f"manifest {str(path)!r} is not UTF-8 text ({exc.reason} at byte {exc.start}); save it as UTF-8"
+        ) from None
     except OSError as exc:
         raise InputError(f"cannot read manifest {str(path)!r}: {exc.strerror}") from None
     records: list[tuple[int, dict[str, Any] | None, str | None]] = []
@@ -90,13 +92,19 @@ def _raw_records(path: Path) -> list[tuple[int, dict[str, Any] | None, str | Non
     try:
         header = next(reader)
     except StopIteration:
-        raise InputError(f"manifest {str(path)!r} is empty; it needs a header line with at least 'path'") from None
+        raise InputError(
+            f"manifest {str(path)!r} is empty; it needs a header line with at least 'path'"
+        ) from None
     header = [h.strip() for h in header]
     if "path" not in header:
-        raise InputError(f"manifest {str(path)!r} has no 'path' column (header: {', '.join(header)}); add one")
+        raise InputError(
+            f"manifest {str(path)!r} has no 'path' column (header: {', '.join(header)}); add one"
+        )
     duplicates = sorted({h for h in header if header.count(h) > 1})
     if duplicates:
-        raise InputError(f"manifest {str(path)!r} repeats column(s) {', '.join(duplicates)}; make names unique")
+        raise InputError(
+            f"manifest {str(path)!r} repeats column(s) {', '.join(duplicates)}; make names unique"
+        )
     for values in reader:
         number = reader.line_num
         if not any(v.strip() for v in values):
@@ -137,7 +145,9 @@ def parse_created_at(value: Any) -> dt.datetime | None:
     try:
         stamp = dt.datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
     except ValueError:
-        raise ValueError(f"created_at {text!r} is not an ISO 8601 date/time (e.g. 2026-01-31T12:00:00Z)") from None
+        raise ValueError(
+            f"created_at {text!r} is not an ISO 8601 date/time (e.g. 2026-01-31T12:00:00Z)"
+        ) from None
     if stamp.tzinfo is None:
         stamp = stamp.replace(tzinfo=dt.timezone.utc)
     return stamp

@@ -14,24 +14,51 @@ from gmv_sql.spaces import get_space
 
 @click.group(invoke_without_command=True)
 @click.option("--space", "space_name", metavar="NAME", help="Embedding space to match in (required).")
-@click.option("--k", type=click.IntRange(1, 1000), default=None, help=f"Neighbours per generated image [default: the space's k, else {matcher.DEFAULT_K}].")
 @click.option(
-    "--ef-search", type=click.IntRange(1, matcher.MAX_EF_SEARCH), default=None,
+    "--k",
+    type=click.IntRange(1, 1000),
+    default=None,
+    help=f"Neighbours per generated image [default: the space's k, else {matcher.DEFAULT_K}].",
+)
+@click.option(
+    "--ef-search",
+    type=click.IntRange(1, matcher.MAX_EF_SEARCH),
+    default=None,
     help=f"HNSW candidate list size (>= k) [default: max({matcher.DEFAULT_EF_SEARCH}, 2k)].",
 )
 @click.option("--exact", is_flag=True, help="Exact search without the index (slow; for audits).")
 @click.option(
-    "--batch-size", "batch", type=click.IntRange(min=1), default=matcher.DEFAULT_BATCH, show_default=True,
+    "--batch-size",
+    "batch",
+    type=click.IntRange(min=1),
+    default=matcher.DEFAULT_BATCH,
+    show_default=True,
     help="Generated images per transaction.",
 )
 # The old spelling, kept working for scripts written against the first release.
 @click.option("--batch", "batch_alias", type=click.IntRange(min=1), hidden=True, default=None)
-@click.option("--workers", type=click.IntRange(1, 64), default=None, help="Parallel database connections [default: CPU count, max 8].")
-@click.option("--rematch", is_flag=True, help="Delete this space's matches first and match everything again (to change k).")
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 64),
+    default=None,
+    help="Parallel database connections [default: CPU count, max 8].",
+)
+@click.option(
+    "--rematch",
+    is_flag=True,
+    help="Delete this space's matches first and match everything again (to change k).",
+)
 @click.pass_context
 def match(
-    ctx: click.Context, space_name: str | None, k: int | None, ef_search: int | None, exact: bool,
-    batch: int, batch_alias: int | None, workers: int | None, rematch: bool,
+    ctx: click.Context,
+    space_name: str | None,
+    k: int | None,
+    ef_search: int | None,
+    exact: bool,
+    batch: int,
+    batch_alias: int | None,
+    workers: int | None,
+    rematch: bool,
 ) -> None:
     """Find the k nearest training images of every generated image not yet matched (SQL + HNSW).
 
@@ -55,8 +82,16 @@ def match(
 
     try:
         result = matcher.match_space(
-            app.connect, space, k=k, ef_search=ef_search, exact=exact, batch=batch, workers=workers, rematch=rematch,
-            on_progress=lambda n: bar[0].update(n), on_total=start,
+            app.connect,
+            space,
+            k=k,
+            ef_search=ef_search,
+            exact=exact,
+            batch=batch,
+            workers=workers,
+            rematch=rematch,
+            on_progress=lambda n: bar[0].update(n),
+            on_total=start,
         )
     finally:
         if bar:
@@ -72,20 +107,37 @@ def match(
             f"or under excluded licences); run `gmv embed --space {result.space}` on training images first"
         )
     if result.unmatched_ineligible:
-        click.echo(f"re-matched {result.unmatched_ineligible:,} generated images whose matches included opted-out or excluded training images")
+        click.echo(
+            f"re-matched {result.unmatched_ineligible:,} generated images whose matches included opted-out or excluded training images"
+        )
     if result.exact_fallback:
-        click.echo(f"{result.exact_fallback:,} images got too few rows from the index and were matched exactly")
+        click.echo(
+            f"{result.exact_fallback:,} images got too few rows from the index and were matched exactly"
+        )
     if result.without_vector:
-        click.echo(f"{result.without_vector:,} generated images have no vector in this space; run `gmv embed --space {result.space}`")
+        click.echo(
+            f"{result.without_vector:,} generated images have no vector in this space; run `gmv embed --space {result.space}`"
+        )
     if result.matched:
         click.echo("next: gmv value refresh")
 
 
 @match.command()
 @click.option("--space", "space_name", required=True, metavar="NAME", help="Embedding space.")
-@click.option("--sample", type=click.IntRange(min=1), default=100, show_default=True, help="Generated images to compare.")
+@click.option(
+    "--sample",
+    type=click.IntRange(min=1),
+    default=100,
+    show_default=True,
+    help="Generated images to compare.",
+)
 @click.option("--k", type=click.IntRange(1, 1000), default=None, help="k [default: the space's k, else 10].")
-@click.option("--ef-search", type=click.IntRange(1, matcher.MAX_EF_SEARCH), default=None, help="ef_search to test [default: as gmv match uses].")
+@click.option(
+    "--ef-search",
+    type=click.IntRange(1, matcher.MAX_EF_SEARCH),
+    default=None,
+    help="ef_search to test [default: as gmv match uses].",
+)
 @format_option
 @pass_app
 def recall(app: App, space_name: str, sample: int, k: int | None, ef_search: int | None, fmt: str) -> None:
@@ -97,8 +149,18 @@ def recall(app: App, space_name: str, sample: int, k: int | None, ef_search: int
         space = get_space(conn, space_name)
         result = matcher.recall(conn, space, k=k, ef_search=ef_search, sample=sample)
     emit(
-        [(result.space, result.k, result.ef_search, result.sample, round(result.recall, 4), round(result.worst, 4),
-          round(result.index_seconds, 3), round(result.exact_seconds, 3))],
+        [
+            (
+                result.space,
+                result.k,
+                result.ef_search,
+                result.sample,
+                round(result.recall, 4),
+                round(result.worst, 4),
+                round(result.index_seconds, 3),
+                round(result.exact_seconds, 3),
+            )
+        ],
         ["space", "k", "ef_search", "sample", "recall", "worst", "index_s", "exact_s"],
         fmt,
     )

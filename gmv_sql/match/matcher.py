@@ -41,9 +41,13 @@ def ef_search_for(k: int, ef_search: int | None) -> int:
     if ef_search is None:
         return min(MAX_EF_SEARCH, max(DEFAULT_EF_SEARCH, 2 * k))
     if ef_search < k:
-        raise InputError(f"--ef-search {ef_search} is smaller than --k {k}; the index would return fewer than k rows; use --ef-search >= {k}")
+        raise InputError(
+            f"--ef-search {ef_search} is smaller than --k {k}; the index would return fewer than k rows; use --ef-search >= {k}"
+        )
     if ef_search > MAX_EF_SEARCH:
-        raise InputError(f"--ef-search {ef_search} is above pgvector's maximum {MAX_EF_SEARCH}; use a value up to {MAX_EF_SEARCH}")
+        raise InputError(
+            f"--ef-search {ef_search} is above pgvector's maximum {MAX_EF_SEARCH}; use a value up to {MAX_EF_SEARCH}"
+        )
     return ef_search
 
 
@@ -66,8 +70,13 @@ class MatchPlan:
 
     def params(self, **extra) -> dict:
         """Query parameters of knn_insert / knn_select."""
-        return {"space_id": self.space.space_id, "k": self.k, "exact": self.exact,
-                "ineligible": list(self.ineligible), **extra}
+        return {
+            "space_id": self.space.space_id,
+            "k": self.k,
+            "exact": self.exact,
+            "ineligible": list(self.ineligible),
+            **extra,
+        }
 
     def search_settings(self) -> dict[str, str]:
         """The planner and pgvector settings of this plan's top-k queries."""
@@ -85,7 +94,9 @@ class MatchPlan:
             # Only when something is filtered: the iterative scan keeps every discarded candidate and
             # costs ~15% of the matching rate for nothing otherwise (docs/BENCHMARKS.md).
             settings["hnsw.iterative_scan"] = "strict_order"
-            settings["hnsw.max_scan_tuples"] = str(max(20_000, 2 * (len(self.ineligible) + ef_search + self.k)))
+            settings["hnsw.max_scan_tuples"] = str(
+                max(20_000, 2 * (len(self.ineligible) + ef_search + self.k))
+            )
         else:
             settings["hnsw.iterative_scan"] = "off"
         return settings
@@ -194,7 +205,9 @@ def match_space(
         n_vectors = store.count_vectors(conn, space)
         eligible = n_vectors - (len(store.present(conn, space, "training", ineligible)) if ineligible else 0)
         plan = MatchPlan(space, k, ef, exact, tuple(ineligible), expected=min(k, eligible), batch=batch)
-        pending = [r[0] for r in conn.execute(spaces.render("match", "pending_generated", space), plan.params())]
+        pending = [
+            r[0] for r in conn.execute(spaces.render("match", "pending_generated", space), plan.params())
+        ]
         without_vector = conn.execute(spaces.render("match", "count_without_vector", space)).fetchone()[0]
         if on_total:
             on_total(len(pending))
@@ -202,9 +215,19 @@ def match_space(
         n_workers = max(1, min(workers, len(work)))
         totals = _run_workers(connect, plan, work, n_workers, on_progress=on_progress)
     return MatchResult(
-        space=space.name, k=k, ef_search=ef, exact=exact, matched=totals["matched"], rows=totals["rows"],
-        seconds=time.monotonic() - started, without_vector=without_vector, exact_fallback=totals["fallback"],
-        unmatched_ineligible=unmatched_images, workers=n_workers, eligible_training=eligible, pending=len(pending),
+        space=space.name,
+        k=k,
+        ef_search=ef,
+        exact=exact,
+        matched=totals["matched"],
+        rows=totals["rows"],
+        seconds=time.monotonic() - started,
+        without_vector=without_vector,
+        exact_fallback=totals["fallback"],
+        unmatched_ineligible=unmatched_images,
+        workers=n_workers,
+        eligible_training=eligible,
+        pending=len(pending),
     )
 
 
@@ -213,7 +236,9 @@ def ineligible_training(conn: psycopg.Connection) -> list[int]:
     return [r[0] for r in conn.execute(query("match", "ineligible_training"))]
 
 
-def _match_batch(conn: psycopg.Connection, plan: MatchPlan, lo: int, hi: int, ids: list[int]) -> tuple[int, int, int]:
+def _match_batch(
+    conn: psycopg.Connection, plan: MatchPlan, lo: int, hi: int, ids: list[int]
+) -> tuple[int, int, int]:
     """One transaction: insert the batch's top-k; redo exactly any image the index under-served."""
     insert = knn_sql("knn_insert", plan.space)
     with conn.transaction():
@@ -223,7 +248,9 @@ def _match_batch(conn: psycopg.Connection, plan: MatchPlan, lo: int, hi: int, id
         if short:
             # Iterative index scans gave up before k eligible rows (e.g. hnsw.max_scan_tuples):
             # an exact search for those few keeps the promise of k matches per image.
-            conn.execute(query("match", "delete_generated_matches"), {"space_id": plan.space.space_id, "ids": short})
+            conn.execute(
+                query("match", "delete_generated_matches"), {"space_id": plan.space.space_id, "ids": short}
+            )
             _set_local(conn, _EXACT_SETTINGS)
             for g in short:
                 counts.pop(g, None)  # their first rows were just deleted
@@ -233,8 +260,12 @@ def _match_batch(conn: psycopg.Connection, plan: MatchPlan, lo: int, hi: int, id
 
 
 def _run_workers(
-    connect: Callable[[], psycopg.Connection], plan: MatchPlan, work: list[tuple[int, int, list[int]]],
-    n_workers: int, *, on_progress: Callable[[int], None] | None,
+    connect: Callable[[], psycopg.Connection],
+    plan: MatchPlan,
+    work: list[tuple[int, int, list[int]]],
+    n_workers: int,
+    *,
+    on_progress: Callable[[int], None] | None,
 ) -> dict[str, int]:
     """Run the batches on n_workers connections; returns the totals matched, rows and fallback."""
     totals = {"matched": 0, "rows": 0, "fallback": 0}
@@ -317,24 +348,36 @@ def knn(conn: psycopg.Connection, plan: MatchPlan, ids: Sequence[int]) -> dict[i
     out: dict[int, list[tuple[int, float]]] = {int(g): [] for g in ids}
     with conn.transaction():
         apply_search_settings(conn, plan)
-        rows = conn.execute(knn_sql("knn_select", plan.space), plan.params(ids=list(map(int, ids)))).fetchall()
+        rows = conn.execute(
+            knn_sql("knn_select", plan.space), plan.params(ids=list(map(int, ids)))
+        ).fetchall()
     for g, _rank, t, d in rows:
         out[g].append((t, d))
     return out
 
 
 def recall(
-    conn: psycopg.Connection, space: EmbeddingSpace, *, k: int | None = None, ef_search: int | None = None,
-    sample: int = 100, salt: str = "gmv",
+    conn: psycopg.Connection,
+    space: EmbeddingSpace,
+    *,
+    k: int | None = None,
+    ef_search: int | None = None,
+    sample: int = 100,
+    salt: str = "gmv",
 ) -> RecallResult:
     """recall@k of the HNSW index against exact search on a reproducible sample of generated images."""
     if sample < 1:
         raise InputError(f"--sample {sample} must be at least 1")
     k = k or space.match_k or DEFAULT_K
     ef = ef_search_for(k, ef_search)
-    ids = [r[0] for r in conn.execute(spaces.render("match", "sample_generated", space), {"salt": salt, "n": sample})]
+    ids = [
+        r[0]
+        for r in conn.execute(spaces.render("match", "sample_generated", space), {"salt": salt, "n": sample})
+    ]
     if not ids:
-        raise InputError(f"space {space.name!r} has no generated vectors to sample; run `gmv embed --space {space.name}` first")
+        raise InputError(
+            f"space {space.name!r} has no generated vectors to sample; run `gmv embed --space {space.name}` first"
+        )
     ineligible = tuple(ineligible_training(conn))
     t0 = time.monotonic()
     approx = knn(conn, MatchPlan(space, k, ef, exact=False, ineligible=ineligible), ids)
@@ -350,6 +393,12 @@ def recall(
         per_image.append(len(want & got) / len(want))
     mean = sum(per_image) / len(per_image) if per_image else 1.0
     return RecallResult(
-        space=space.name, k=k, ef_search=ef, sample=len(ids), recall=mean, worst=min(per_image, default=1.0),
-        index_seconds=t1 - t0, exact_seconds=t2 - t1,
+        space=space.name,
+        k=k,
+        ef_search=ef,
+        sample=len(ids),
+        recall=mean,
+        worst=min(per_image, default=1.0),
+        index_seconds=t1 - t0,
+        exact_seconds=t2 - t1,
     )

@@ -43,7 +43,9 @@ def report() -> None:
 
 
 @report.command()
-@click.option("--period", required=True, metavar="YYYY-MM", help="Month (UTC) whose generated images are paid for.")
+@click.option(
+    "--period", required=True, metavar="YYYY-MM", help="Month (UTC) whose generated images are paid for."
+)
 @click.option("--pool", required=True, metavar="AMOUNT", help="Money to split, e.g. 1250.00.")
 @click.option("--currency", default="EUR", show_default=True, help="Three-letter currency code.")
 @space_option
@@ -120,47 +122,73 @@ def top(app: App, limit: int, space: str | None, scheme: str | None, fmt: str) -
     with app.connect() as conn:
         target = resolve_target(conn, space, scheme)
         _warn_if_stale(conn, target)
-        images = read(conn, query("report", "top"), {"space": target.space, "scheme": target.scheme, "limit": limit})
+        images = read(
+            conn, query("report", "top"), {"space": target.space, "scheme": target.scheme, "limit": limit}
+        )
     emit(images.rows, images.columns, fmt)
 
 
 @report.command()
 @click.argument("generated_ids", nargs=-1, type=click.IntRange(min=1), metavar="[GENERATED_ID]...")
-@click.option("--html", "html_path", type=click.Path(dir_okay=False, path_type=Path), help="Write an HTML page instead.")
-@click.option("--sample", type=click.IntRange(min=1), default=12, show_default=True,
-              help="With --html and no ids: how many generated images to show.")
+@click.option(
+    "--html", "html_path", type=click.Path(dir_okay=False, path_type=Path), help="Write an HTML page instead."
+)
+@click.option(
+    "--sample",
+    type=click.IntRange(min=1),
+    default=12,
+    show_default=True,
+    help="With --html and no ids: how many generated images to show.",
+)
 @space_option
 @scheme_option
 @format_option
 @pass_app
 def evidence(
-    app: App, generated_ids: tuple[int, ...], html_path: Path | None, sample: int, space: str | None,
-    scheme: str | None, fmt: str,
+    app: App,
+    generated_ids: tuple[int, ...],
+    html_path: Path | None,
+    sample: int,
+    space: str | None,
+    scheme: str | None,
+    fmt: str,
 ) -> None:
     """A generated image's top-k training images with owner, licence, distance and weight.
 
     Example: gmv report evidence 42    (or: gmv report evidence --html evidence.html)
     """
     if not generated_ids and html_path is None:
-        raise InputError("give a GENERATED_ID (see `gmv report top` or report.attribution), or --html FILE for a sample")
+        raise InputError(
+            "give a GENERATED_ID (see `gmv report top` or report.attribution), or --html FILE for a sample"
+        )
     with app.connect() as conn:
         target = resolve_target(conn, space, scheme)
         if generated_ids:
-            known = {r[0] for r in conn.execute(query("report", "generated_known"), {"ids": list(generated_ids)})}
+            known = {
+                r[0] for r in conn.execute(query("report", "generated_known"), {"ids": list(generated_ids)})
+            }
             unknown = [g for g in generated_ids if g not in known]
             if unknown:
-                raise NotFoundError(f"no generated image with id {unknown[0]}; ids are in gmv.generated_image / report.attribution")
+                raise NotFoundError(
+                    f"no generated image with id {unknown[0]}; ids are in gmv.generated_image / report.attribution"
+                )
         if html_path is not None:
             from gmv_sql.report.evidence_html import write_evidence_page  # helper module with heavier imports
 
             written = write_evidence_page(
-                conn, html_path, space=target.space, scheme=target.scheme,
-                generated_ids=list(generated_ids) or None, sample=sample,
+                conn,
+                html_path,
+                space=target.space,
+                scheme=target.scheme,
+                generated_ids=list(generated_ids) or None,
+                sample=sample,
             )
             click.echo(str(written))
             return
         found = read(
-            conn, query("report", "evidence"), {"space": target.space, "scheme": target.scheme, "ids": list(generated_ids)}
+            conn,
+            query("report", "evidence"),
+            {"space": target.space, "scheme": target.scheme, "ids": list(generated_ids)},
         )
     unmatched = sorted(set(generated_ids) - {r.generated_id for r in found.rows})
     if unmatched:

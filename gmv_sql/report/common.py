@@ -37,11 +37,14 @@ def resolve_target(conn: psycopg.Connection, space: str | None = None, scheme: s
 def credit_is_stale(conn: psycopg.Connection, target: Target) -> bool:
     """True when gmv.match changed since the credit views were last refreshed."""
     return bool(
-        conn.execute(query("report", "credit_is_stale"), {"space_id": target.space_id, "scheme_id": target.scheme_id})
-        .fetchone()[0]
+        conn.execute(
+            query("report", "credit_is_stale"), {"space_id": target.space_id, "scheme_id": target.scheme_id}
+        ).fetchone()[0]
     )
 
 
 def ineligible_matches(conn: psycopg.Connection, target: Target) -> int:
     """Match rows that point at training images opted out (or licences excluded) since matching."""
-    return int(conn.execute(query("report", "ineligible_matches"), {"space_id": target.space_id}).fetchone()[0])
+    return int(
+        conn.execute(query("report", "ineligible_matches"), {"space_id": target.space_id}).fetchone()[0]
+    )

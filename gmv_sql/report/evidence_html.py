@@ -144,12 +144,16 @@ def write_evidence_page(
     path = Path(path)
     folder = path.resolve().parent
     if not folder.is_dir():
-        raise InputError(f"folder {str(folder)!r} for the HTML page does not exist; create it or pick another --html path")
+        raise InputError(
+            f"folder {str(folder)!r} for the HTML page does not exist; create it or pick another --html path"
+        )
     params = {"space": space, "scheme": scheme}
     if generated_ids is None:
         matched = read(conn, query("evidence_html", "matched_generated"), params).rows
         generated_ids = pick_sample([r.generated_id for r in matched], sample)
-    attribution = read(conn, query("evidence_html", "attribution"), {**params, "ids": list(generated_ids)}).rows
+    attribution = read(
+        conn, query("evidence_html", "attribution"), {**params, "ids": list(generated_ids)}
+    ).rows
     highest = read(conn, query("evidence_html", "highest_valued"), {**params, "limit": EXTREMES}).rows
     lowest = read(conn, query("evidence_html", "lowest_valued"), {**params, "limit": EXTREMES}).rows
     split_rows = read(conn, query("evidence_html", "values_by_split"), params).rows
@@ -161,7 +165,9 @@ def write_evidence_page(
     for r in split_rows:
         groups[r.split if r.split is not None else "all training images"].append(float(r.value))
     groups = dict(sorted(groups.items(), key=lambda item: _split_order(item[0])))
-    distribution_png = plots.value_distribution_png(groups, title=f"Value of training images ({space} / {scheme})")
+    distribution_png = plots.value_distribution_png(
+        groups, title=f"Value of training images ({space} / {scheme})"
+    )
     owner_png = plots.owner_credit_png([r.owner for r in owner_rows], [float(r.value) for r in owner_rows])
 
     thumbs = _Thumbnails()
@@ -212,7 +218,10 @@ def write_evidence_page(
             )
         parts.append("</div>")
 
-    for heading, rows in (("Highest-valued training images", highest), ("Lowest-valued training images", lowest)):
+    for heading, rows in (
+        ("Highest-valued training images", highest),
+        ("Lowest-valued training images", lowest),
+    ):
         parts.append(f"<h2>{_e(heading)}</h2>")
         parts.append('<div class="grid">')
         for r in rows:

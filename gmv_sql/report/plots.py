@@ -33,7 +33,9 @@ def _png(figure, path: Path | None) -> bytes:
     return data
 
 
-def value_distribution_png(groups: Mapping[str, Sequence[float]], path: Path | None = None, *, title: str = "") -> bytes:
+def value_distribution_png(
+    groups: Mapping[str, Sequence[float]], path: Path | None = None, *, title: str = ""
+) -> bytes:
     """Histograms (shared bins) of training images' values per group, e.g. members vs non-members."""
     figure = _figure(7.0, 3.8)
     axes = figure.add_subplot(1, 1, 1)
@@ -42,7 +44,13 @@ def value_distribution_png(groups: Mapping[str, Sequence[float]], path: Path | N
     high = float(everything.max()) if everything.size and everything.max() > 0 else 1.0
     bins = np.linspace(0.0, high, 31)
     for colour, (name, values) in zip(_COLOURS, arrays.items(), strict=False):
-        axes.hist(values, bins=bins, alpha=0.55, color=colour, label=f"{name} (n={len(values)}, mean {values.mean():.3g})")
+        axes.hist(
+            values,
+            bins=bins,
+            alpha=0.55,
+            color=colour,
+            label=f"{name} (n={len(values)}, mean {values.mean():.3g})",
+        )
         axes.axvline(values.mean(), color=colour, linestyle="--", linewidth=1.2)
     axes.set_xlabel("value (credit from generated images)")
     axes.set_ylabel("training images")
@@ -52,7 +60,9 @@ def value_distribution_png(groups: Mapping[str, Sequence[float]], path: Path | N
     return _png(figure, path)
 
 
-def owner_credit_png(owners: Sequence[str], credits: Sequence[float], path: Path | None = None, *, limit: int = 20) -> bytes:
+def owner_credit_png(
+    owners: Sequence[str], credits: Sequence[float], path: Path | None = None, *, limit: int = 20
+) -> bytes:
     """Horizontal bars of credit per owner, largest on top (at most `limit` owners, the rest summed)."""
     pairs = sorted(zip(owners, [float(c) for c in credits], strict=True), key=lambda p: (-p[1], p[0]))
     if len(pairs) > limit:

@@ -77,12 +77,19 @@ def record_and_split(
     with conn.transaction():
         conn.execute(
             query("report", "upsert_pool"),
-            {"period": period, "amount": pool, "currency": currency, "space_id": target.space_id,
-             "scheme_id": target.scheme_id},
+            {
+                "period": period,
+                "amount": pool,
+                "currency": currency,
+                "space_id": target.space_id,
+                "scheme_id": target.scheme_id,
+            },
         )
         refresh(conn)
         label = period.strftime("%Y-%m")
         table = read(
-            conn, query("report", "royalty_statement"), {"period": label, "space": target.space, "scheme": target.scheme}
+            conn,
+            query("report", "royalty_statement"),
+            {"period": label, "space": target.space, "scheme": target.scheme},
         )
     return Statement(period=label, pool=pool, currency=currency, table=table)

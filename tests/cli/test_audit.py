@@ -33,7 +33,9 @@ def membership_world(conn, gmv, tmp_path):
 
 def test_members_are_valued_higher(membership_world, gmv, conn):
     w = membership_world
-    result = gmv("audit", "membership", "--members", w["members"], "--nonmembers", w["nonmembers"], "--format", "json")
+    result = gmv(
+        "audit", "membership", "--members", w["members"], "--nonmembers", w["nonmembers"], "--format", "json"
+    )
     numbers = json.loads(result.output)
     # An independent computation from the report view.
     values = dict(
@@ -62,8 +64,18 @@ def test_members_are_valued_higher(membership_world, gmv, conn):
 
     # Another scheme gives other numbers but the same verdict.
     other = json.loads(
-        gmv("audit", "membership", "--members", w["members"], "--nonmembers", w["nonmembers"],
-            "--scheme", "uniform", "--format", "json").output
+        gmv(
+            "audit",
+            "membership",
+            "--members",
+            w["members"],
+            "--nonmembers",
+            w["nonmembers"],
+            "--scheme",
+            "uniform",
+            "--format",
+            "json",
+        ).output
     )
     assert other["scheme"] == "uniform" and other["mean_members"] > other["mean_nonmembers"]
 

@@ -55,8 +55,13 @@ def test_serve_forwards_tcp_to_the_database(gmv):
     try:
         first = proc.stdout.readline()
         port = int(re.search(r":(\d+) \(Ctrl-C", first).group(1))
-        with psycopg.connect(host="127.0.0.1", port=port, user="gmv_reader", dbname=gmv.url.split("dbname=")[-1].split()[0]
-                             if "dbname=" in gmv.url else None, connect_timeout=10) as conn:
+        with psycopg.connect(
+            host="127.0.0.1",
+            port=port,
+            user="gmv_reader",
+            dbname=gmv.url.split("dbname=")[-1].split()[0] if "dbname=" in gmv.url else None,
+            connect_timeout=10,
+        ) as conn:
             assert conn.execute("SELECT count(*) FROM report.owner_value").fetchone() == (0,)
     finally:
         proc.send_signal(signal.SIGINT)
@@ -69,8 +74,14 @@ def test_embedded_server_lifecycle(tmp_path):
     env["GMV_HOME"] = str(tmp_path / "home")
 
     def gmv(*args):
-        return subprocess.run([sys.executable, "-m", "gmv_sql.cli", *args], env=env, cwd=REPO,
-                              capture_output=True, text=True, timeout=180)
+        return subprocess.run(
+            [sys.executable, "-m", "gmv_sql.cli", *args],
+            env=env,
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
 
     try:
         up = gmv("db", "up")

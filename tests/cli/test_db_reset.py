@@ -8,9 +8,7 @@ from gmv_sql.db import catalog
 from gmv_sql.db.migrate import current_revision, head_revision
 from tests.factories import seed
 
-VECTOR_TABLES = (
-    "SELECT count(*) FROM pg_tables WHERE schemaname = 'gmv' AND tablename ~ '^(training|generated)_embedding_'"
-)
+VECTOR_TABLES = "SELECT count(*) FROM pg_tables WHERE schemaname = 'gmv' AND tablename ~ '^(training|generated)_embedding_'"
 
 
 def _counts(conn) -> dict[str, int]:
@@ -67,6 +65,8 @@ def test_a_failed_reset_deletes_nothing(gmv, conn, valued):
     conn.execute("CREATE TABLE public.invoice (owner_id bigint REFERENCES gmv.owner)")
     result = gmv("db", "reset", "--yes", ok=False)
     assert result.exit_code == 1
-    assert "nothing deleted" in result.output and '"invoice" references "owner"' in result.output, result.output
+    assert "nothing deleted" in result.output and '"invoice" references "owner"' in result.output, (
+        result.output
+    )
     assert _counts(conn) == valued
     assert conn.execute(VECTOR_TABLES).fetchone()[0] == 2

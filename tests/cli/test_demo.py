@@ -69,8 +69,9 @@ def test_quick_demo_values_members_above_nonmembers(gmv, tmp_path, conn):
     assert counts[1] == summary["counts"]["generated"]
     assert counts[2] == 1 and counts[3] == 0  # one image opted out, and never matched
     # efficientnet-lite0 at the demo's small input size (docs/DEMO.md: faster, and a clearer signal).
-    assert conn.execute("SELECT model, preprocessing ->> 'center_crop' FROM gmv.embedding_space").fetchall() == [
-        ("efficientnet-lite0", "64")]
+    assert conn.execute(
+        "SELECT model, preprocessing ->> 'center_crop' FROM gmv.embedding_space"
+    ).fetchall() == [("efficientnet-lite0", "64")]
 
     # The evidence page is one self-contained file.
     page = (output / "evidence.html").read_text(encoding="utf-8")
@@ -108,4 +109,3 @@ def test_reset_empties_an_external_database(db_url, conn):
     assert leftover == 0
     # The schemes (schema data, not user data) stay.
     assert conn.execute("SELECT count(*) FROM gmv.valuation_scheme").fetchone()[0] == 4
-

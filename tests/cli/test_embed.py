@@ -14,9 +14,13 @@ from gmv_sql.embed import store
 from tests.factories import sha256, write_image
 
 
-def ingest_some(gmv, tmp_path: Path, n_training: int = 6, n_generated: int = 3, size=(12, 12)) -> tuple[list[Path], list[Path]]:
+def ingest_some(
+    gmv, tmp_path: Path, n_training: int = 6, n_generated: int = 3, size=(12, 12)
+) -> tuple[list[Path], list[Path]]:
     training = [write_image(tmp_path / "train" / f"t{i}.png", size=size, seed=i) for i in range(n_training)]
-    generated = [write_image(tmp_path / "gen" / f"g{i}.png", size=size, seed=100 + i) for i in range(n_generated)]
+    generated = [
+        write_image(tmp_path / "gen" / f"g{i}.png", size=size, seed=100 + i) for i in range(n_generated)
+    ]
     gmv("ingest", "training", tmp_path / "train", "--owner", "alice", "--license", "cc", "-q")
     if generated:
         gmv("ingest", "generated", tmp_path / "gen", "--generator", "gan", "--run", "r1", "-q")
@@ -31,7 +35,9 @@ def vectors_by_uri(conn, space_name: str, kind: str) -> dict[str, np.ndarray]:
             space.table(kind), sql.Identifier("gmv", f"{kind}_image"), sql.Identifier(id_column)
         )
     ).fetchall()
-    return {uri: np.asarray(v.to_numpy() if hasattr(v, "to_numpy") else v, dtype=np.float32) for uri, v in rows}
+    return {
+        uri: np.asarray(v.to_numpy() if hasattr(v, "to_numpy") else v, dtype=np.float32) for uri, v in rows
+    }
 
 
 def expected_pixels(path: Path, size: int = 8) -> np.ndarray:
@@ -45,7 +51,13 @@ def test_pixels_embeds_both_kinds_then_only_what_is_missing(gmv, conn, tmp_path)
     first = gmv("embed", "--space", "px", "--model", "pixels", "-q")
     assert "embedded 6 training + 3 generated images" in first.output
     space = spaces.get_space(conn, "px")
-    assert (space.model, space.dim, space.storage, space.distance, space.weights_sha256) == ("pixels", 64, "vector", "cosine", None)
+    assert (space.model, space.dim, space.storage, space.distance, space.weights_sha256) == (
+        "pixels",
+        64,
+        "vector",
+        "cosine",
+        None,
+    )
     got = vectors_by_uri(conn, "px", "training")
     for path in training:
         np.testing.assert_allclose(got[str(path)], expected_pixels(path), rtol=1e-6, atol=1e-7)
@@ -102,8 +114,11 @@ def test_image_size_is_part_of_the_space_and_kept_on_later_runs(gmv, conn, tmp_p
     assert store.missing(conn, space, "training") == []
     other = gmv("embed", "--space", "small", "--image-size", "96", "-q", ok=False)
     assert "preprocessing" in other.output and "another --space" in other.output
-    for bad in (["--image-size", "16"], ["--model", "pixels", "--image-size", "64"],
-                ["--model", "vit_b_16", "--random-init", "--image-size", "64"]):
+    for bad in (
+        ["--image-size", "16"],
+        ["--model", "pixels", "--image-size", "64"],
+        ["--model", "vit_b_16", "--random-init", "--image-size", "64"],
+    ):
         result = gmv("embed", "--space", "x", *bad, ok=False)
         assert result.exit_code != 0 and "image-size" in result.output, result.output
 
@@ -140,12 +155,17 @@ def test_torchvision_weights_load_from_torch_home_file(gmv, conn, tmp_path):
     with torch.inference_mode():
         expected = net(transform(Image.open(training[0]).convert("RGB"))[None]).numpy()[0]
     expected /= np.linalg.norm(expected)
-    np.testing.assert_allclose(vectors_by_uri(conn, "r18", "training")[str(training[0])], expected, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(
+        vectors_by_uri(conn, "r18", "training")[str(training[0])], expected, rtol=1e-4, atol=1e-5
+    )
     # The same file given with --weights is the same space; another file is refused.
     gmv("embed", "--space", "r18", "--model", "resnet18", "--weights", checkpoint, "-q")
     other = tmp_path / "other.pth"
     _save_random_state_dict("resnet18", other, seed=8)
-    assert "weights sha256" in gmv("embed", "--space", "r18", "--model", "resnet18", "--weights", other, "-q", ok=False).output
+    assert (
+        "weights sha256"
+        in gmv("embed", "--space", "r18", "--model", "resnet18", "--weights", other, "-q", ok=False).output
+    )
 
 
 def test_missing_weights_say_where_to_put_them(gmv, tmp_path):
@@ -163,11 +183,17 @@ def test_weights_file_of_another_model_is_refused(gmv, tmp_path):
     assert "does not fit vgg16" in result.output
 
 
-@pytest.mark.parametrize("model,dim,storage", [("vgg16", 512, "vector"), ("resnet50", 2048, "halfvec"), ("vit_b_16", 768, "vector")])
+@pytest.mark.parametrize(
+    "model,dim,storage",
+    [("vgg16", 512, "vector"), ("resnet50", 2048, "halfvec"), ("vit_b_16", 768, "vector")],
+)
 def test_torchvision_models_end_to_end_with_random_init(gmv, conn, tmp_path, model, dim, storage):
     ingest_some(gmv, tmp_path, 2, 1, size=(32, 32))
     result = gmv("embed", "--space", "m", "--model", model, "--random-init", "--device", "cpu", "-q")
-    assert f"{model}, {dim}-d {storage}" in result.output and "embedded 2 training + 1 generated" in result.output
+    assert (
+        f"{model}, {dim}-d {storage}" in result.output
+        and "embedded 2 training + 1 generated" in result.output
+    )
     space = spaces.get_space(conn, "m")
     assert space.preprocessing["init"] == "random(seed=0)" and space.weights_sha256 is None
     vectors = np.stack(list(vectors_by_uri(conn, "m", "training").values()))
@@ -200,7 +226,19 @@ def test_import_npy_with_ids_file_of_paths_and_l2_space_is_exact(gmv, conn, tmp_
     vectors = np.random.default_rng(1).normal(size=(3, 5)).astype(np.float32)
     np.save(tmp_path / "v.npy", vectors)
     (tmp_path / "ids.txt").write_text("\n".join(str(p.relative_to(tmp_path)) for p in training) + "\n")
-    gmv("embed", "import", tmp_path / "v.npy", "--ids", tmp_path / "ids.txt", "--space", "raw", "--model", "x", "--distance", "l2")
+    gmv(
+        "embed",
+        "import",
+        tmp_path / "v.npy",
+        "--ids",
+        tmp_path / "ids.txt",
+        "--space",
+        "raw",
+        "--model",
+        "x",
+        "--distance",
+        "l2",
+    )
     got = vectors_by_uri(conn, "raw", "training")
     for i, path in enumerate(training):
         np.testing.assert_array_equal(got[str(path)], vectors[i])
@@ -222,7 +260,9 @@ def test_import_parquet(gmv, conn, tmp_path):
 def test_bad_imports_are_one_line_and_store_nothing(gmv, conn, tmp_path, problem):
     training, _ = ingest_some(gmv, tmp_path, 3, 0)
     ok = tmp_path / "ok.npz"
-    np.savez(ok, vectors=np.ones((1, 4), dtype=np.float32), sha256=np.array([sha256(p) for p in training[:1]]))
+    np.savez(
+        ok, vectors=np.ones((1, 4), dtype=np.float32), sha256=np.array([sha256(p) for p in training[:1]])
+    )
     gmv("embed", "import", ok, "--space", "s", "--model", "m")
     vectors = np.random.default_rng(2).normal(size=(2, 4)).astype(np.float32)
     shas = [sha256(p) for p in training[1:]]
@@ -286,7 +326,9 @@ def test_first_bulk_load_drops_and_rebuilds_the_hnsw_index(gmv, conn, tmp_path, 
     result = gmv("embed", "--space", "px", "--model", "pixels", "--batch-size", "3", "-q")
     assert "embedded 7 training + 2 generated" in result.output and "HNSW index rebuilt" in result.output
     space = spaces.get_space(conn, "px")
-    definition = conn.execute("SELECT indexdef FROM pg_indexes WHERE indexname = %s", (space.index_name,)).fetchone()
+    definition = conn.execute(
+        "SELECT indexdef FROM pg_indexes WHERE indexname = %s", (space.index_name,)
+    ).fetchone()
     assert definition is not None and "hnsw" in definition[0]
     # An incremental run keeps the index and inserts into it.
     write_image(tmp_path / "train" / "late.png", size=(12, 12), seed=999)
@@ -323,5 +365,9 @@ def test_exif_orientation_is_applied_before_embedding(gmv, conn, tmp_path):
     gmv("ingest", "training", tmp_path / "train", "--owner", "alice", "--license", "cc", "-q")
     gmv("embed", "--space", "px", "--model", "pixels", "--pixels-size", "8", "-q")
     got = vectors_by_uri(conn, "px", "training")
-    np.testing.assert_allclose(got[str(rotated)], got[str(tmp_path / "train" / "upright.png")], rtol=0, atol=1e-6)
-    np.testing.assert_allclose(got[str(rotated)], expected_pixels(tmp_path / "train" / "upright.png"), atol=1e-6)
+    np.testing.assert_allclose(
+        got[str(rotated)], got[str(tmp_path / "train" / "upright.png")], rtol=0, atol=1e-6
+    )
+    np.testing.assert_allclose(
+        got[str(rotated)], expected_pixels(tmp_path / "train" / "upright.png"), atol=1e-6
+    )

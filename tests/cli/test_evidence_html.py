@@ -24,7 +24,12 @@ def evidence_world(conn, gmv, tmp_path):
     for kind, ids in (("training", world["training_ids"]), ("generated", world["generated_ids"])):
         for number, image_id in enumerate(ids):
             path = tmp_path / "images" / kind / f"{image_id}.png"
-            write_image(path, seed=int(image_id) + (10**6 if kind == "generated" else 0), size=8 if number % 2 else 40, mode="L")
+            write_image(
+                path,
+                seed=int(image_id) + (10**6 if kind == "generated" else 0),
+                size=8 if number % 2 else 40,
+                mode="L",
+            )
             conn.execute(
                 f"UPDATE gmv.{kind}_image SET uri = %s WHERE {kind}_id = %s", (str(path), int(image_id))
             )
@@ -64,8 +69,10 @@ def test_page_is_self_contained_and_escapes_text(evidence_world, gmv, tmp_path):
     assert not list(page.parent.glob(".evidence.html.*"))  # no temporary file left behind
 
 
-@pytest.mark.parametrize(("distance", "words"), [("l2", "Euclidean (L2) distance d"),
-                                               ("inner_product", "negative inner product d")])
+@pytest.mark.parametrize(
+    ("distance", "words"),
+    [("l2", "Euclidean (L2) distance d"), ("inner_product", "negative inner product d")],
+)
 def test_page_names_the_space_distance(conn, gmv, tmp_path, distance, words):
     seed(conn, n_training=12, n_generated=3, dim=4, distance=distance, seed=2)
     gmv("match", "--space", "test", "--k", "3")
@@ -98,11 +105,21 @@ def _chromium() -> str | None:
 def _run_chromium(binary: str, tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
     profile = tmp_path / "chromium-profile"
     command = [
-        binary, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
-        f"--user-data-dir={profile}", *args,
+        binary,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--no-first-run",
+        "--disable-dev-shm-usage",
+        f"--user-data-dir={profile}",
+        *args,
     ]
-    return subprocess.run(command, capture_output=True, text=True, timeout=120, env={**os.environ, "HOME": str(tmp_path)})
+    return subprocess.run(
+        command, capture_output=True, text=True, timeout=120, env={**os.environ, "HOME": str(tmp_path)}
+    )
 
 
 # Appended to a copy of the page (the page itself forbids scripts): marks images that did not decode.
@@ -130,7 +147,9 @@ def test_real_browser_renders_the_page_and_its_images(evidence_world, gmv, tmp_p
     page, text = _page(gmv, tmp_path, "--sample", "4")
 
     screenshot = tmp_path / "shot.png"
-    proc = _run_chromium(binary, tmp_path, f"--screenshot={screenshot}", "--window-size=1200,2000", page.as_uri())
+    proc = _run_chromium(
+        binary, tmp_path, f"--screenshot={screenshot}", "--window-size=1200,2000", page.as_uri()
+    )
     assert screenshot.is_file(), proc.stderr[-2000:]
     with Image.open(screenshot) as shot:
         gray = np.asarray(shot.convert("L"), dtype=np.float64)

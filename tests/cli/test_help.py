@@ -34,7 +34,9 @@ def test_command_has_help_with_example(path):
         assert "Example" in command.help, f"gmv {path} --help shows no example"
 
 
-@pytest.mark.parametrize("path", [" ".join(p) for p, c in COMMANDS if not isinstance(c, click.Group) or c.invoke_without_command])
+@pytest.mark.parametrize(
+    "path", [" ".join(p) for p, c in COMMANDS if not isinstance(c, click.Group) or c.invoke_without_command]
+)
 def test_readme_documents_command(path):
     readme = (REPO / "README.md").read_text()
     assert f"gmv {path}" in readme, f"README.md does not mention `gmv {path}`"

@@ -72,7 +72,9 @@ def test_manifest_ingest_with_attributes_and_duplicates(gmv, conn, tmp_path):
 def test_jsonl_manifest_for_training(gmv, conn, tmp_path):
     files = images(tmp_path, 2)
     manifest = tmp_path / "m.jsonl"
-    manifest.write_text("\n".join(json.dumps({"path": f.name, "owner": "o", "license": "l", "tags": ["x"]}) for f in files))
+    manifest.write_text(
+        "\n".join(json.dumps({"path": f.name, "owner": "o", "license": "l", "tags": ["x"]}) for f in files)
+    )
     gmv("ingest", "training", tmp_path, "--manifest", manifest, "-q")
     assert [r[6] for r in training_rows(conn)] == [{"tags": ["x"]}, {"tags": ["x"]}]
 
@@ -103,7 +105,9 @@ def test_bad_files_are_skipped_and_reported_one_line_each(gmv, conn, tmp_path):
     bad = bad_files(folder)
     good = images(folder, 3)
     result = gmv("ingest", "training", folder, "--owner", "alice", "--license", "cc", "-q")
-    reported = [line for line in result.output.splitlines() if ": " in line and not line.startswith("training")]
+    reported = [
+        line for line in result.output.splitlines() if ": " in line and not line.startswith("training")
+    ]
     assert len(reported) == len(bad), result.output
     for path, words in bad.values():
         assert any(line.startswith(f"{path}: ") and words in line for line in reported), (path, result.output)
@@ -115,7 +119,9 @@ def test_on_error_fail_stores_nothing(gmv, conn, tmp_path):
     folder = tmp_path / "mixed"
     images(folder, 3)
     (folder / "zero.png").write_bytes(b"")
-    result = gmv("ingest", "training", folder, "--owner", "a", "--license", "l", "--on-error", "fail", "-q", ok=False)
+    result = gmv(
+        "ingest", "training", folder, "--owner", "a", "--license", "l", "--on-error", "fail", "-q", ok=False
+    )
     assert f"{folder / 'zero.png'}: zero-byte file" in result.output
     assert "nothing was stored" in result.output
     assert counts(conn) == (0, 0, 0, 0)
@@ -133,12 +139,19 @@ def test_broken_manifest_rows_are_reported(gmv, conn, tmp_path):
 
 def test_strict_refuses_unknown_owner_and_licence(gmv, conn, tmp_path):
     images(tmp_path / "x", 2)
-    result = gmv("ingest", "training", tmp_path / "x", "--owner", "zed", "--license", "cc", "--strict", ok=False)
+    result = gmv(
+        "ingest", "training", tmp_path / "x", "--owner", "zed", "--license", "cc", "--strict", ok=False
+    )
     assert "unknown owner 'zed', license 'cc'" in result.output
     assert counts(conn) == (0, 0, 0, 0)
     conn.execute("INSERT INTO gmv.owner (name) VALUES ('zed')")
     conn.execute("INSERT INTO gmv.license (name) VALUES ('cc')")
-    assert "2 new" in gmv("ingest", "training", tmp_path / "x", "--owner", "zed", "--license", "cc", "--strict", "-q").output
+    assert (
+        "2 new"
+        in gmv(
+            "ingest", "training", tmp_path / "x", "--owner", "zed", "--license", "cc", "--strict", "-q"
+        ).output
+    )
 
 
 def test_training_folder_needs_owner_and_license(gmv, tmp_path):
@@ -154,7 +167,9 @@ def test_generated_manifest_with_quality_dates_prompt(gmv, conn, tmp_path):
         "path,quality,created_at,prompt,seed\n"
         f"{files[0].name},0.5,2026-01-31T23:00:00Z,a cat,1\n{files[1].name},,,,\n{files[2].name},-2,,,\n"
     )
-    result = gmv("ingest", "generated", tmp_path, "--manifest", manifest, "--generator", "ddpm", "--run", "r1", "-q")
+    result = gmv(
+        "ingest", "generated", tmp_path, "--manifest", manifest, "--generator", "ddpm", "--run", "r1", "-q"
+    )
     assert "run 'r1' of generator 'ddpm': 2 new" in result.output
     assert "gen.csv:4: quality '-2' must be a finite number >= 0" in result.output
     rows = conn.execute(
@@ -172,7 +187,9 @@ def test_generated_default_run_name_and_reingest(gmv, conn, tmp_path):
     images(tmp_path, 2)
     first = gmv("ingest", "generated", tmp_path, "--generator", "gan", "-q")
     assert "into run 'run-" in first.output and "2 new" in first.output
-    assert "0 new, 2 already present" in gmv("ingest", "generated", tmp_path, "--generator", "gan", "-q").output
+    assert (
+        "0 new, 2 already present" in gmv("ingest", "generated", tmp_path, "--generator", "gan", "-q").output
+    )
     other = gmv("ingest", "generated", tmp_path, "--generator", "vae", "-q", ok=False)
     assert "'gan'" in other.output and "'vae'" in other.output
     assert counts(conn)[1] == 2
@@ -200,7 +217,18 @@ def test_killed_ingest_rerun_stores_every_file_exactly_once(gmv, conn, tmp_path,
             "FROM gmv.owner, gmv.license WHERE owner.name = 'blocker' AND license.name = 'blocker'",
             (blocker,),
         )
-        args = ("ingest", "training", tmp_path / "imgs", "--owner", "alice", "--license", "cc", "--batch-size", "50", "-q")
+        args = (
+            "ingest",
+            "training",
+            tmp_path / "imgs",
+            "--owner",
+            "alice",
+            "--license",
+            "cc",
+            "--batch-size",
+            "50",
+            "-q",
+        )
         proc = gmv.popen(*args, stderr=subprocess.PIPE, text=True)
         try:
             deadline = time.monotonic() + 120

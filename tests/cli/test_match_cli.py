@@ -18,7 +18,10 @@ def test_match_then_rerun_does_nothing(gmv, conn):
     out = gmv("match", "--space", "test", "--k", "5", "--workers", "2", "--batch", "7").output
     assert "matched 30 generated images in space 'test' (k=5, HNSW, ef_search=100" in out
     assert "150 rows" in out and "next: gmv value refresh" in out
-    assert conn.execute("SELECT count(*), count(DISTINCT generated_id) FROM gmv.match").fetchone() == (150, 30)
+    assert conn.execute("SELECT count(*), count(DISTINCT generated_id) FROM gmv.match").fetchone() == (
+        150,
+        30,
+    )
     again = gmv("match", "--space", "test").output  # k defaults to the space's k
     assert "matched 0 generated images" in again
     assert conn.execute("SELECT count(*) FROM gmv.match").fetchone() == (150,)
@@ -47,7 +50,10 @@ def test_errors_are_one_line(gmv, conn):
     for args, text in [
         (("match",), "needs --space"),
         (("match", "--space", "nope"), "no embedding space 'nope' (known: test)"),
-        (("match", "--space", "test", "--k", "10", "--ef-search", "3"), "--ef-search 3 is smaller than --k 10"),
+        (
+            ("match", "--space", "test", "--k", "10", "--ef-search", "3"),
+            "--ef-search 3 is smaller than --k 10",
+        ),
     ]:
         result = gmv(*args, ok=False)
         lines = result.output.strip().splitlines()
@@ -62,24 +68,44 @@ def test_errors_are_one_line(gmv, conn):
         (("match", "recall", "--space", "test", "--sample", "0"), "--sample"),
     ]:
         result = gmv(*args, ok=False)
-        assert result.exit_code == 2 and f"Invalid value for '{option}'" in result.output, (args, result.output)
+        assert result.exit_code == 2 and f"Invalid value for '{option}'" in result.output, (
+            args,
+            result.output,
+        )
     assert conn.execute("SELECT count(*) FROM gmv.match").fetchone() == (0,)
 
 
 def test_recall_command(gmv, conn):
     seed(conn, n_training=300, n_generated=40, dim=16)
-    rows = json.loads(gmv("match", "recall", "--space", "test", "--sample", "20", "--k", "10", "--format", "json").output)
+    rows = json.loads(
+        gmv("match", "recall", "--space", "test", "--sample", "20", "--k", "10", "--format", "json").output
+    )
     assert len(rows) == 1
     assert rows[0]["sample"] == 20 and rows[0]["k"] == 10 and rows[0]["ef_search"] == 100
     assert 0.9 <= rows[0]["recall"] <= 1.0
-    table = gmv("match", "recall", "--space", "test", "--sample", "5", "--ef-search", "10", "--k", "10").output
+    table = gmv(
+        "match", "recall", "--space", "test", "--sample", "5", "--ef-search", "10", "--k", "10"
+    ).output
     assert "ef_search" in table.splitlines()[0]
 
 
 def test_interrupt_keeps_committed_batches_and_rerun_finishes(gmv, conn):
     seed(conn, n_training=2000, n_generated=300, dim=32)
-    proc = gmv.popen("match", "--space", "test", "--k", "4", "--exact", "--batch-size", "1", "--workers", "1",
-                     stdout=-1, stderr=-1, text=True)
+    proc = gmv.popen(
+        "match",
+        "--space",
+        "test",
+        "--k",
+        "4",
+        "--exact",
+        "--batch-size",
+        "1",
+        "--workers",
+        "1",
+        stdout=-1,
+        stderr=-1,
+        text=True,
+    )
     deadline = time.monotonic() + 60
     while conn.execute("SELECT count(*) FROM gmv.match").fetchone()[0] == 0:
         assert proc.poll() is None, proc.communicate()
@@ -93,12 +119,21 @@ def test_interrupt_keeps_committed_batches_and_rerun_finishes(gmv, conn):
     assert 0 < done[1] < 300 and done[0] == 4 * done[1]  # whole batches only
     out = gmv.run("match", "--space", "test", "--exact", "--batch-size", "300").stdout
     assert f"matched {300 - done[1]:,} generated images" in out
-    assert conn.execute("SELECT count(*), count(DISTINCT generated_id) FROM gmv.match").fetchone() == (1200, 300)
+    assert conn.execute("SELECT count(*), count(DISTINCT generated_id) FROM gmv.match").fetchone() == (
+        1200,
+        300,
+    )
 
 
 def test_space_without_training_vectors_says_so(gmv, conn):
-    seed(conn, n_training=0, n_generated=3, dim=4, training_vectors=np.zeros((0, 4)),
-         generated_vectors=np.ones((3, 4)))
+    seed(
+        conn,
+        n_training=0,
+        n_generated=3,
+        dim=4,
+        training_vectors=np.zeros((0, 4)),
+        generated_vectors=np.ones((3, 4)),
+    )
     out = gmv("match", "--space", "test").output
     assert "matched 0 generated images" in out and "no training image in space 'test' can be matched" in out
 
@@ -121,7 +156,11 @@ def test_images_the_index_under_serves_are_matched_exactly(gmv, conn):
     assert "6 images got too few rows from the index and were matched exactly" in out
     order, _ = numpy_knn(training, generated, 10, eligible=eligible)
     for j, g in enumerate(world["generated_ids"]):
-        stored = [r[0] for r in conn.execute(
-            "SELECT training_id FROM gmv.match WHERE generated_id = %s ORDER BY rank", (int(g),))]
+        stored = [
+            r[0]
+            for r in conn.execute(
+                "SELECT training_id FROM gmv.match WHERE generated_id = %s ORDER BY rank", (int(g),)
+            )
+        ]
         assert stored == list(world["training_ids"][order[j]])
     assert conn.execute("SELECT bool_and(exact) FROM gmv.match").fetchone() == (True,)

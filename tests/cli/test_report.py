@@ -15,8 +15,15 @@ from tests.factories import DEFAULT_PERIOD, seed
 @pytest.fixture
 def matched(gmv, conn):
     """60 training images of 3 owners (one licence pays no royalties), 20 generated, matched with k=5."""
-    world = seed(conn, n_training=60, n_generated=20, dim=8, owners=3, quality="random",
-                 licenses=(("paid", True, False), ("paid-too", True, False), ("free", False, False)))
+    world = seed(
+        conn,
+        n_training=60,
+        n_generated=20,
+        dim=8,
+        owners=3,
+        quality="random",
+        licenses=(("paid", True, False), ("paid-too", True, False), ("free", False, False)),
+    )
     gmv("match", "--space", "test", "--k", "5", "--exact")
     return world
 
@@ -29,14 +36,27 @@ def test_value_refresh_prints_totals(gmv, matched):
 
 
 def test_royalties_add_up_and_are_recorded(gmv, conn, matched):
-    result = gmv("report", "royalties", "--period", DEFAULT_PERIOD, "--pool", "1000.01", "--currency", "usd",
-                 "--format", "json")
+    result = gmv(
+        "report",
+        "royalties",
+        "--period",
+        DEFAULT_PERIOD,
+        "--pool",
+        "1000.01",
+        "--currency",
+        "usd",
+        "--format",
+        "json",
+    )
     rows = json.loads(result.stdout)
     assert {r["owner"] for r in rows} == set(matched["owner_names"])
     assert sum(decimal.Decimal(r["amount"]) for r in rows) == decimal.Decimal("1000.01")
     assert all(r["currency"] == "USD" and r["period"] == DEFAULT_PERIOD for r in rows)
     assert any(float(r["unpaid_credit"]) > 0 for r in rows)  # the "free" licence's credit is shown
-    assert conn.execute("SELECT amount, currency FROM gmv.revenue_pool").fetchone() == (decimal.Decimal("1000.01"), "USD")
+    assert conn.execute("SELECT amount, currency FROM gmv.revenue_pool").fetchone() == (
+        decimal.Decimal("1000.01"),
+        "USD",
+    )
     # The refresh inside royalties made report views current.
     assert "note:" not in gmv("report", "owners").stderr
 
@@ -87,7 +107,10 @@ def test_evidence(gmv, conn, matched):
     assert [r["rank"] for r in rows] == [1, 2, 3, 4, 5]
     assert sum(r["weight"] for r in rows) == pytest.approx(1.0)
     assert rows[0]["distance"] <= rows[-1]["distance"]
-    stored = [r[0] for r in conn.execute("SELECT training_id FROM gmv.match WHERE generated_id = %s ORDER BY rank", (g,))]
+    stored = [
+        r[0]
+        for r in conn.execute("SELECT training_id FROM gmv.match WHERE generated_id = %s ORDER BY rank", (g,))
+    ]
     assert [r["training_id"] for r in rows] == stored
     missing = gmv("report", "evidence", "999999", ok=False)
     assert "no generated image with id 999999" in missing.output
@@ -113,7 +136,9 @@ def test_full_pipeline_as_processes(gmv, conn):
     seed(conn, n_training=40, n_generated=9, dim=4, owners=3)
     gmv.run("match", "--space", "test", "--k", "3")
     gmv.run("value", "refresh")
-    out = gmv.run("report", "royalties", "--period", DEFAULT_PERIOD, "--pool", "100", "--format", "csv").stdout
+    out = gmv.run(
+        "report", "royalties", "--period", DEFAULT_PERIOD, "--pool", "100", "--format", "csv"
+    ).stdout
     rows = list(csv.DictReader(io.StringIO(out)))
     assert sum(decimal.Decimal(r["amount"]) for r in rows) == decimal.Decimal("100.00")
 
@@ -124,7 +149,10 @@ def test_reports_warn_about_matches_of_opted_out_images(gmv, conn, matched):
     victim = conn.execute("SELECT training_id FROM gmv.match WHERE rank = 1 LIMIT 1").fetchone()[0]
     conn.execute("UPDATE gmv.training_image SET opted_out = true WHERE training_id = %s", (victim,))
     assert "opted out or under excluded licences" in gmv("report", "top").stderr
-    assert "run `gmv match --space test`" in gmv("report", "royalties", "--period", DEFAULT_PERIOD, "--pool", "1").stderr
+    assert (
+        "run `gmv match --space test`"
+        in gmv("report", "royalties", "--period", DEFAULT_PERIOD, "--pool", "1").stderr
+    )
     gmv("match", "--space", "test")
     gmv("value", "refresh")
     assert "note:" not in gmv("report", "owners").stderr

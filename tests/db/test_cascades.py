@@ -32,14 +32,23 @@ def _matched(conn, db_url):
 
 def _count(conn, table: str | sql.Composable = "gmv.match", where: str = "true", params=()) -> int:
     table = sql.SQL(table) if isinstance(table, str) else table
-    return conn.execute(sql.SQL("SELECT count(*) FROM {} WHERE ").format(table) + sql.SQL(where), params).fetchone()[0]
+    return conn.execute(
+        sql.SQL("SELECT count(*) FROM {} WHERE ").format(table) + sql.SQL(where), params
+    ).fetchone()[0]
 
 
 def test_no_foreign_keys_but_cascade_triggers(conn, db_url):
     world = _matched(conn, db_url)
     space = world["space"]
-    for table in ("gmv.match", f"gmv.training_embedding_{space.space_id}", f"gmv.generated_embedding_{space.space_id}"):
-        kinds = {r[0] for r in conn.execute("SELECT contype FROM pg_constraint WHERE conrelid = %s::regclass", (table,))}
+    for table in (
+        "gmv.match",
+        f"gmv.training_embedding_{space.space_id}",
+        f"gmv.generated_embedding_{space.space_id}",
+    ):
+        kinds = {
+            r[0]
+            for r in conn.execute("SELECT contype FROM pg_constraint WHERE conrelid = %s::regclass", (table,))
+        }
         assert "f" not in kinds, table
     triggers = conn.execute(
         "SELECT tgrelid::regclass::text, tgname FROM pg_trigger WHERE tgname LIKE 'cascade_%' ORDER BY 1, 2"
@@ -86,9 +95,14 @@ def test_delete_waits_for_a_running_writer_so_no_orphan_survives(conn, db_url, w
     key = MATCH_LOCK_KEY if writer == "match" else EMBED_LOCK_KEY
     with connect(db_url, autocommit=True) as running:
         assert running.execute("SELECT pg_try_advisory_lock(%s, %s)", (key, space.space_id)).fetchone()[0]
-        running.execute("DELETE FROM gmv.match WHERE training_id = %s OR (generated_id = %s AND rank = 3)", (victim, g))
+        running.execute(
+            "DELETE FROM gmv.match WHERE training_id = %s OR (generated_id = %s AND rank = 3)", (victim, g)
+        )
         vector = running.execute(
-            sql.SQL("DELETE FROM {} WHERE training_id = %s RETURNING embedding").format(space.table("training")), (victim,)
+            sql.SQL("DELETE FROM {} WHERE training_id = %s RETURNING embedding").format(
+                space.table("training")
+            ),
+            (victim,),
         ).fetchone()[0]
         done = threading.Event()
         errors: list[BaseException] = []
@@ -118,7 +132,9 @@ def test_delete_waits_for_a_running_writer_so_no_orphan_survives(conn, db_url, w
             )
         else:
             running.execute(
-                sql.SQL("INSERT INTO {} (training_id, embedding) VALUES (%s, %s)").format(space.table("training")),
+                sql.SQL("INSERT INTO {} (training_id, embedding) VALUES (%s, %s)").format(
+                    space.table("training")
+                ),
                 (victim, vector),
             )
         running.execute("SELECT pg_advisory_unlock(%s, %s)", (key, space.space_id))
@@ -172,4 +188,3 @@ def test_migration_lock_keys_are_the_writers():
     cascades = (sql_dir() / "derived" / "05_cascades.sql").read_text()
     waited = [int(key) for key in re.findall(r"pg_advisory_xact_lock\((\d+), e\.space_id\)", cascades)]
     assert waited == [EMBED_LOCK_KEY, MATCH_LOCK_KEY]
-

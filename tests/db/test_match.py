@@ -31,7 +31,9 @@ def _stored(conn, space_id: int) -> dict[int, list[tuple[int, float]]]:
 @pytest.mark.parametrize("distance", ["cosine", "l2", "inner_product"])
 def test_exact_match_equals_numpy(conn, db_url, distance):
     world = seed(conn, n_training=150, n_generated=20, dim=8, distance=distance, seed=3)
-    result = matcher.match_space(partial(connect, db_url), world["space"], k=5, exact=True, workers=2, batch=7)
+    result = matcher.match_space(
+        partial(connect, db_url), world["space"], k=5, exact=True, workers=2, batch=7
+    )
     assert (result.matched, result.rows, result.exact) == (20, 100, True)
     order, dist = numpy_knn(world["training_vectors"], world["generated_vectors"], 5, distance=distance)
     stored = _stored(conn, world["space"].space_id)
@@ -96,7 +98,9 @@ def test_explain_shows_the_hnsw_index_is_used(conn):
 
 def _index_scans(conn, index_name: str) -> int:
     conn.execute("SELECT pg_stat_clear_snapshot()")
-    return conn.execute("SELECT idx_scan FROM pg_stat_user_indexes WHERE indexrelname = %s", (index_name,)).fetchone()[0]
+    return conn.execute(
+        "SELECT idx_scan FROM pg_stat_user_indexes WHERE indexrelname = %s", (index_name,)
+    ).fetchone()[0]
 
 
 @pytest.mark.parametrize("storage", ["vector", "halfvec"])
@@ -107,15 +111,23 @@ def test_hnsw_match_agrees_with_exact_search(conn, db_url, storage, distance):
     world = seed(conn, n_training=1500, n_generated=40, dim=16, distance=distance, storage=storage, seed=4)
     space = world["space"]
     assert (space.storage, space.distance) == (storage, distance)
-    indexdef = conn.execute("SELECT indexdef FROM pg_indexes WHERE indexname = %s", (space.index_name,)).fetchone()[0]
+    indexdef = conn.execute(
+        "SELECT indexdef FROM pg_indexes WHERE indexname = %s", (space.index_name,)
+    ).fetchone()[0]
     assert f"USING hnsw (embedding {space.opclass})" in indexdef, indexdef
     # At this size (and the default ef_search) the planner rightly prefers an exact sequential scan;
     # forbid it, so the plan can only be the index's — which it is only if the index's operator class
     # fits the query's operator and types.
-    conn.execute(sql.SQL("ALTER DATABASE {} SET enable_seqscan = off").format(sql.Identifier(conn.info.dbname)))
+    conn.execute(
+        sql.SQL("ALTER DATABASE {} SET enable_seqscan = off").format(sql.Identifier(conn.info.dbname))
+    )
     conn.execute("SET enable_seqscan = off")
     conn.execute("ANALYZE")
-    assert [n for n in _explain(conn, space, exact=False, ef_search=100) if n.get("Index Name") == space.index_name]
+    assert [
+        n
+        for n in _explain(conn, space, exact=False, ef_search=100)
+        if n.get("Index Name") == space.index_name
+    ]
     scans_before = _index_scans(conn, space.index_name)
 
     result = matcher.match_space(partial(connect, db_url), space, k=10, workers=1)
@@ -137,7 +149,9 @@ def test_hnsw_match_agrees_with_exact_search(conn, db_url, storage, distance):
         got = [t for t, _ in stored[g]]
         hits.append(len(set(got) & set(world["training_ids"][order[j]])) / 10)
         # Each stored distance is the true distance of that pair, in the space's own measure.
-        _, exact = numpy_knn(training[[id_index[t] for t in got]], generated[j : j + 1], 10, distance=distance)
+        _, exact = numpy_knn(
+            training[[id_index[t] for t in got]], generated[j : j + 1], 10, distance=distance
+        )
         np.testing.assert_allclose(sorted(d for _, d in stored[g]), exact[0], rtol=1e-4, atol=1e-4)
     assert np.mean(hits) >= 0.9, np.mean(hits)
 
@@ -151,13 +165,23 @@ def test_filtering_never_returns_fewer_than_k(conn, db_url):
     far = -query_centre + 0.3 * rng.normal(size=(40, dim)).astype(np.float32)
     training = np.vstack([near, far])
     generated = query_centre + 0.01 * rng.normal(size=(6, dim)).astype(np.float32)
-    world = seed(conn, training_vectors=training, generated_vectors=generated, owners=2,
-                 licenses=(("paid", True, False), ("banned", True, True)))
+    world = seed(
+        conn,
+        training_vectors=training,
+        generated_vectors=generated,
+        owners=2,
+        licenses=(("paid", True, False), ("banned", True, True)),
+    )
     ids = world["training_ids"]
     # The near ones: half opted out, half under the excluded licence (licence alternates per image).
-    conn.execute("UPDATE gmv.training_image SET opted_out = true WHERE training_id = ANY(%s)", (list(map(int, ids[:600])),))
-    conn.execute("UPDATE gmv.training_image SET license_id = %s WHERE training_id = ANY(%s)",
-                 (world["license_ids"][0], list(map(int, ids[600:]))))
+    conn.execute(
+        "UPDATE gmv.training_image SET opted_out = true WHERE training_id = ANY(%s)",
+        (list(map(int, ids[:600])),),
+    )
+    conn.execute(
+        "UPDATE gmv.training_image SET license_id = %s WHERE training_id = ANY(%s)",
+        (world["license_ids"][0], list(map(int, ids[600:]))),
+    )
     result = matcher.match_space(partial(connect, db_url), world["space"], k=10, ef_search=10, workers=1)
     assert result.matched == 6 and result.rows == 60
     assert result.exact_fallback == 0  # the iterative index scan itself walked past the filtered rows
@@ -192,14 +216,29 @@ def test_rerun_only_matches_what_is_missing(conn, db_url):
     world = seed(conn, n_training=80, n_generated=30, dim=8)
     space = world["space"]
     matcher.match_space(partial(connect, db_url), space, k=3, workers=2, batch=4)
-    before = conn.execute("SELECT generated_id, rank, training_id, matched_at FROM gmv.match ORDER BY 1, 2").fetchall()
+    before = conn.execute(
+        "SELECT generated_id, rank, training_id, matched_at FROM gmv.match ORDER BY 1, 2"
+    ).fetchall()
     # Lose some images' matches (as if their batches had been interrupted) and add new generated images.
-    conn.execute("DELETE FROM gmv.match WHERE generated_id = ANY(%s)", (list(map(int, world["generated_ids"][:5])),))
-    more = seed(conn, n_training=0, n_generated=4, dim=8, seed=9,
-                generated_vectors=np.random.default_rng(0).normal(size=(4, 8)), training_vectors=np.zeros((0, 8)))
-    result = matcher.match_space(partial(connect, db_url), spaces.get_space(conn, space.name), workers=2, batch=2)
+    conn.execute(
+        "DELETE FROM gmv.match WHERE generated_id = ANY(%s)", (list(map(int, world["generated_ids"][:5])),)
+    )
+    more = seed(
+        conn,
+        n_training=0,
+        n_generated=4,
+        dim=8,
+        seed=9,
+        generated_vectors=np.random.default_rng(0).normal(size=(4, 8)),
+        training_vectors=np.zeros((0, 8)),
+    )
+    result = matcher.match_space(
+        partial(connect, db_url), spaces.get_space(conn, space.name), workers=2, batch=2
+    )
     assert result.matched == 9 and result.rows == 27
-    after = conn.execute("SELECT generated_id, rank, training_id, matched_at FROM gmv.match ORDER BY 1, 2").fetchall()
+    after = conn.execute(
+        "SELECT generated_id, rank, training_id, matched_at FROM gmv.match ORDER BY 1, 2"
+    ).fetchall()
     untouched = [r for r in before if r[0] not in set(world["generated_ids"][:5].tolist())]
     assert set(untouched) <= set(after)
     assert len(after) == 34 * 3
@@ -211,7 +250,9 @@ def test_opting_out_after_matching_rematches_affected_images(conn, db_url):
     space = world["space"]
     matcher.match_space(partial(connect, db_url), space, k=3, workers=1)
     victim = conn.execute("SELECT training_id FROM gmv.match WHERE rank = 1 LIMIT 1").fetchone()[0]
-    affected = {r[0] for r in conn.execute("SELECT generated_id FROM gmv.match WHERE training_id = %s", (victim,))}
+    affected = {
+        r[0] for r in conn.execute("SELECT generated_id FROM gmv.match WHERE training_id = %s", (victim,))
+    }
     conn.execute("UPDATE gmv.training_image SET opted_out = true WHERE training_id = %s", (victim,))
     result = matcher.match_space(partial(connect, db_url), spaces.get_space(conn, space.name), workers=1)
     assert result.unmatched_ineligible == len(affected) and result.matched == len(affected)
@@ -242,7 +283,9 @@ def test_recall_against_exact(conn):
 def test_one_match_per_space_at_a_time(conn, db_url):
     world = seed(conn, n_training=20, n_generated=3, dim=4)
     space = world["space"]
-    conn.execute("SELECT pg_advisory_lock(%s, %s)", (locks.MATCH, space.space_id))  # as a running match holds it
+    conn.execute(
+        "SELECT pg_advisory_lock(%s, %s)", (locks.MATCH, space.space_id)
+    )  # as a running match holds it
     with pytest.raises(ConflictError, match="another gmv match is running for space 'test'"):
         matcher.match_space(partial(connect, db_url), space, k=2)
     conn.execute("SELECT pg_advisory_unlock(%s, %s)", (locks.MATCH, space.space_id))

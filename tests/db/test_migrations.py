@@ -10,8 +10,16 @@ from gmv_sql.db.migrate import current_revision, downgrade, head_revision, upgra
 from gmv_sql.resources import migrations_dir, sql_dir
 
 TABLES = [
-    "owner", "license", "training_image", "generator", "generation_run", "generated_image",
-    "embedding_space", "match", "valuation_scheme", "revenue_pool",
+    "owner",
+    "license",
+    "training_image",
+    "generator",
+    "generation_run",
+    "generated_image",
+    "embedding_space",
+    "match",
+    "valuation_scheme",
+    "revenue_pool",
 ]
 REPORT_VIEWS = ["training_value", "owner_value", "license_value", "attribution", "royalty_statement"]
 MATERIALIZED = ["training_credit", "training_credit_monthly"]
@@ -40,21 +48,52 @@ def test_every_table_and_view_exists(conn):
     schemes = conn.execute("SELECT name FROM gmv.valuation_scheme WHERE is_default").fetchall()
     assert schemes == [("rank_linear",)]
     assert {r[0] for r in conn.execute("SELECT name FROM gmv.valuation_scheme")} == {
-        "rank_linear", "reciprocal_rank", "softmax_distance", "uniform"}
+        "rank_linear",
+        "reciprocal_rank",
+        "softmax_distance",
+        "uniform",
+    }
 
 
 def test_report_columns_match_design(conn):
     design = {
-        "training_value": ["space", "scheme", "training_id", "uri", "sha256", "owner", "license", "value", "n_matches", "share"],
+        "training_value": [
+            "space",
+            "scheme",
+            "training_id",
+            "uri",
+            "sha256",
+            "owner",
+            "license",
+            "value",
+            "n_matches",
+            "share",
+        ],
         "owner_value": ["space", "scheme", "owner", "value", "share", "n_images"],
-        "attribution": ["space", "scheme", "generated_id", "generated_uri", "rank", "training_id", "training_uri",
-                        "owner", "license", "distance", "weight"],
+        "attribution": [
+            "space",
+            "scheme",
+            "generated_id",
+            "generated_uri",
+            "rank",
+            "training_id",
+            "training_uri",
+            "owner",
+            "license",
+            "distance",
+            "weight",
+        ],
         "royalty_statement": ["period", "space", "scheme", "owner", "credit", "share", "amount", "currency"],
     }
     for view, columns in design.items():
-        have = [r[0] for r in conn.execute(
-            "SELECT column_name FROM information_schema.columns WHERE table_schema='report' AND table_name=%s "
-            "ORDER BY ordinal_position", (view,))]
+        have = [
+            r[0]
+            for r in conn.execute(
+                "SELECT column_name FROM information_schema.columns WHERE table_schema='report' AND table_name=%s "
+                "ORDER BY ordinal_position",
+                (view,),
+            )
+        ]
         assert all(c in have for c in columns), (view, have)
 
 
@@ -63,12 +102,17 @@ def test_upgrade_downgrade_upgrade(empty_db_url):
     downgrade(empty_db_url, "base")
     with connect(empty_db_url, register_vector=False, autocommit=True) as conn:
         assert current_revision(conn) is None
-        assert conn.execute("SELECT to_regnamespace('gmv'), to_regnamespace('report')").fetchone() == (None, None)
+        assert conn.execute("SELECT to_regnamespace('gmv'), to_regnamespace('report')").fetchone() == (
+            None,
+            None,
+        )
     upgrade(empty_db_url)
     with connect(empty_db_url, autocommit=True) as conn:
         assert current_revision(conn) == head_revision()
         owner = conn.execute("INSERT INTO gmv.owner (name) VALUES ('a') RETURNING owner_id").fetchone()[0]
-        lic = conn.execute("INSERT INTO gmv.license (name) VALUES ('cc-by') RETURNING license_id").fetchone()[0]
+        lic = conn.execute("INSERT INTO gmv.license (name) VALUES ('cc-by') RETURNING license_id").fetchone()[
+            0
+        ]
         conn.execute(
             "INSERT INTO gmv.training_image (sha256, uri, owner_id, license_id) VALUES (%s, 'x.png', %s, %s)",
             ("a" * 64, owner, lic),
@@ -89,7 +133,9 @@ def test_downgrade_of_derived_objects_keeps_rows(db_url):
 
 def test_newest_frozen_sql_matches_sql_folder():
     """sql/derived/ is the source; the newest migration's frozen copy must equal it (add a migration when editing)."""
-    frozen_dirs = sorted(p for p in (migrations_dir() / "versions").iterdir() if p.is_dir() and p.name[0].isdigit())
+    frozen_dirs = sorted(
+        p for p in (migrations_dir() / "versions").iterdir() if p.is_dir() and p.name[0].isdigit()
+    )
     newest: dict[str, Path] = {}
     for folder in frozen_dirs:
         for f in folder.glob("*.sql"):
@@ -148,13 +194,22 @@ def _has_command(name: str) -> bool:
 def _derived_state(conn) -> dict:
     """Triggers, gmv functions and matview options: what 0003 and 0004 create besides views."""
     return {
-        "triggers": sorted(conn.execute(
-            "SELECT tgrelid::regclass::text, tgname FROM pg_trigger WHERE NOT tgisinternal").fetchall()),
-        "functions": sorted(r[0] for r in conn.execute(
-            "SELECT oid::regprocedure::text FROM pg_proc WHERE pronamespace = 'gmv'::regnamespace")),
-        "options": sorted(conn.execute(
-            "SELECT relname, reloptions FROM pg_class WHERE relkind = 'm' AND relnamespace = 'gmv'::regnamespace"
-        ).fetchall()),
+        "triggers": sorted(
+            conn.execute(
+                "SELECT tgrelid::regclass::text, tgname FROM pg_trigger WHERE NOT tgisinternal"
+            ).fetchall()
+        ),
+        "functions": sorted(
+            r[0]
+            for r in conn.execute(
+                "SELECT oid::regprocedure::text FROM pg_proc WHERE pronamespace = 'gmv'::regnamespace"
+            )
+        ),
+        "options": sorted(
+            conn.execute(
+                "SELECT relname, reloptions FROM pg_class WHERE relkind = 'm' AND relnamespace = 'gmv'::regnamespace"
+            ).fetchall()
+        ),
     }
 
 
@@ -166,15 +221,24 @@ def test_consolidate_down_and_up_keeps_rows_and_cascades(db_url):
         world = seed(conn, n_training=6, n_generated=3, dim=4, seed=1)
         conn.execute("REFRESH MATERIALIZED VIEW gmv.training_credit")
         at_head = _derived_state(conn)
-        counts = conn.execute("SELECT (SELECT count(*) FROM gmv.training_image), (SELECT count(*) FROM gmv.owner)").fetchone()
+        counts = conn.execute(
+            "SELECT (SELECT count(*) FROM gmv.training_image), (SELECT count(*) FROM gmv.owner)"
+        ).fetchone()
     assert ("gmv.training_image", "cascade_delete") in at_head["triggers"]
     assert "gmv.embedding_table(text,integer)" in at_head["functions"]
-    assert at_head["options"] == [("training_credit", ["vacuum_truncate=false"]),
-                                  ("training_credit_monthly", ["vacuum_truncate=false"])]
+    assert at_head["options"] == [
+        ("training_credit", ["vacuum_truncate=false"]),
+        ("training_credit_monthly", ["vacuum_truncate=false"]),
+    ]
     downgrade(db_url, "0003_set_based_cascades")
     with connect(db_url) as conn:
         at_0003 = _derived_state(conn)
-        assert conn.execute("SELECT (SELECT count(*) FROM gmv.training_image), (SELECT count(*) FROM gmv.owner)").fetchone() == counts
+        assert (
+            conn.execute(
+                "SELECT (SELECT count(*) FROM gmv.training_image), (SELECT count(*) FROM gmv.owner)"
+            ).fetchone()
+            == counts
+        )
     assert at_0003["triggers"] == at_head["triggers"] and at_0003["options"] == at_head["options"]
     assert "gmv.embedding_table(text,integer)" not in at_0003["functions"]
     upgrade(db_url)
@@ -182,7 +246,9 @@ def test_consolidate_down_and_up_keeps_rows_and_cascades(db_url):
         assert _derived_state(conn) == at_head
         # The re-created cascade still deletes a training image's vectors.
         space_id = world["space"].space_id
-        conn.execute("DELETE FROM gmv.training_image WHERE training_id = %s", (int(world["training_ids"][0]),))
+        conn.execute(
+            "DELETE FROM gmv.training_image WHERE training_id = %s", (int(world["training_ids"][0]),)
+        )
         assert conn.execute(f"SELECT count(*) FROM gmv.training_embedding_{space_id}").fetchone()[0] == 5
 
 
@@ -192,6 +258,8 @@ def test_embedding_table_names_agree(conn):
 
     space = seed(conn, n_training=1, n_generated=1, dim=2)["space"]
     for kind in spaces.KINDS:
-        in_sql = conn.execute("SELECT gmv.embedding_table(%s, %s)::text", (kind, space.space_id)).fetchone()[0]
+        in_sql = conn.execute("SELECT gmv.embedding_table(%s, %s)::text", (kind, space.space_id)).fetchone()[
+            0
+        ]
         assert in_sql == f"gmv.{spaces.table_name(kind, space.space_id)}"
         assert space.table(kind).as_string(conn) == f'gmv."{spaces.table_name(kind, space.space_id)}"'

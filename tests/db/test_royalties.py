@@ -25,8 +25,15 @@ D = decimal.Decimal
 
 def _world(conn, n_owners: int, *, royalty_free_owner: bool = False) -> dict:
     """One training image per owner (plus one free-licence image for owner 0), an empty space."""
-    world = seed(conn, n_training=0, n_generated=0, dim=2, owners=0,
-                 training_vectors=np.zeros((0, 2)), generated_vectors=np.zeros((0, 2)))
+    world = seed(
+        conn,
+        n_training=0,
+        n_generated=0,
+        dim=2,
+        owners=0,
+        training_vectors=np.zeros((0, 2)),
+        generated_vectors=np.zeros((0, 2)),
+    )
     paid = make_license(conn, "paid")
     free = make_license(conn, "free", royalty_bearing=False)
     owners = [make_owner(conn, f"owner-{i:02d}") for i in range(n_owners)]
@@ -43,8 +50,9 @@ def _credit(conn, world, month: dt.date, credits: dict[int, float], tag: str) ->
     """Give training image t credit c in that month: one generated image of quality c matched to it (k = 1)."""
     items = list(credits.items())
     created = dt.datetime(month.year, month.month, 10, tzinfo=dt.timezone.utc)
-    gen = add_generated_images(conn, len(items), world["run_id"], tag=tag, quality=[c for _, c in items],
-                               created_at=created)
+    gen = add_generated_images(
+        conn, len(items), world["run_id"], tag=tag, quality=[c for _, c in items], created_at=created
+    )
     with conn.cursor() as cur:
         cur.executemany(
             "INSERT INTO gmv.match (space_id, generated_id, rank, training_id, distance, k) VALUES (%s, %s, 1, %s, 0.1, 1)",
@@ -74,7 +82,18 @@ def test_random_credits_always_add_up_to_the_pool(conn):
     """Property test: many months, awkward pools and credits; every statement sums to its pool exactly."""
     rng = np.random.default_rng(42)
     world = _world(conn, 12)
-    pools = ["0.01", "0.07", "1.00", "100.00", "99999.99", "123456789.01", "0.00", "7.77", "1000000000.00", "3.33"]
+    pools = [
+        "0.01",
+        "0.07",
+        "1.00",
+        "100.00",
+        "99999.99",
+        "123456789.01",
+        "0.00",
+        "7.77",
+        "1000000000.00",
+        "3.33",
+    ]
     for case in range(24):
         month = dt.date(2020 + case // 12, case % 12 + 1, 1)
         n = int(rng.integers(1, 13))

@@ -41,14 +41,33 @@ def plain_postgres():
         run_as = ["runuser", "-u", "pgserver", "--"]
         shutil.chown(tmp_path, "pgserver")
     data, sock = tmp_path / "data", tmp_path
-    subprocess.run([*run_as, bindir / "initdb", "-D", data, "-U", "postgres", "--auth=trust"],
-                   check=True, capture_output=True)
-    subprocess.run([*run_as, bindir / "pg_ctl", "-D", data, "-w", "-l", tmp_path / "log",
-                    "-o", f"-h '' -k {sock}", "start"], check=True, capture_output=True)
+    subprocess.run(
+        [*run_as, bindir / "initdb", "-D", data, "-U", "postgres", "--auth=trust"],
+        check=True,
+        capture_output=True,
+    )
+    subprocess.run(
+        [
+            *run_as,
+            bindir / "pg_ctl",
+            "-D",
+            data,
+            "-w",
+            "-l",
+            tmp_path / "log",
+            "-o",
+            f"-h '' -k {sock}",
+            "start",
+        ],
+        check=True,
+        capture_output=True,
+    )
     try:
         yield f"postgresql://postgres@/postgres?host={sock}"
     finally:
-        subprocess.run([*run_as, bindir / "pg_ctl", "-D", data, "-m", "immediate", "stop"], capture_output=True)
+        subprocess.run(
+            [*run_as, bindir / "pg_ctl", "-D", data, "-m", "immediate", "stop"], capture_output=True
+        )
         shutil.rmtree(tmp_path, ignore_errors=True)
 
 

@@ -22,9 +22,13 @@ def _training(conn, n: int, tag: str = "t") -> np.ndarray:
 def _read_back(conn, space, kind, ids) -> np.ndarray:
     id_column = "training_id" if kind == "training" else "generated_id"
     rows = conn.execute(
-        sql.SQL("SELECT {}, embedding FROM {} ORDER BY 1").format(sql.Identifier(id_column), space.table(kind))
+        sql.SQL("SELECT {}, embedding FROM {} ORDER BY 1").format(
+            sql.Identifier(id_column), space.table(kind)
+        )
     ).fetchall()
-    got = {int(i): np.asarray(e.to_numpy() if hasattr(e, "to_numpy") else e, dtype=np.float32) for i, e in rows}
+    got = {
+        int(i): np.asarray(e.to_numpy() if hasattr(e, "to_numpy") else e, dtype=np.float32) for i, e in rows
+    }
     return np.stack([got[int(i)] for i in ids])
 
 
@@ -87,12 +91,18 @@ def test_bad_vectors_are_refused_and_nothing_is_stored(conn):
 
 def test_get_or_create_space_refuses_another_model(conn):
     spaces.get_or_create_space(conn, "s", model="a", dim=8, weights_sha256="x", preprocessing={"k": [1, 2]})
-    again = spaces.get_or_create_space(conn, "s", model="a", dim=8, weights_sha256="x", preprocessing={"k": [1, 2]})
+    again = spaces.get_or_create_space(
+        conn, "s", model="a", dim=8, weights_sha256="x", preprocessing={"k": [1, 2]}
+    )
     assert again.preprocessing == {"k": [1, 2]}
     with pytest.raises(ConflictError, match="model 'a' \\(asked 'b'\\)"):
-        spaces.get_or_create_space(conn, "s", model="b", dim=8, weights_sha256="x", preprocessing={"k": [1, 2]})
+        spaces.get_or_create_space(
+            conn, "s", model="b", dim=8, weights_sha256="x", preprocessing={"k": [1, 2]}
+        )
     with pytest.raises(ConflictError, match="weights sha256"):
-        spaces.get_or_create_space(conn, "s", model="a", dim=8, weights_sha256="y", preprocessing={"k": [1, 2]})
+        spaces.get_or_create_space(
+            conn, "s", model="a", dim=8, weights_sha256="y", preprocessing={"k": [1, 2]}
+        )
     with pytest.raises(NotFoundError, match="no embedding space 'nope'"):
         spaces.get_space(conn, "nope")
     assert [s.name for s in spaces.list_spaces(conn)] == ["s"]
@@ -116,7 +126,9 @@ def test_drop_and_build_index_and_it_is_used(conn):
     store.copy_vectors(conn, space, "training", ids, rng.normal(size=(300, 16)).astype(np.float32))
     with conn.transaction():
         store.build_index(conn, space)
-    definition = conn.execute("SELECT indexdef FROM pg_indexes WHERE indexname = %s", (space.index_name,)).fetchone()[0]
+    definition = conn.execute(
+        "SELECT indexdef FROM pg_indexes WHERE indexname = %s", (space.index_name,)
+    ).fetchone()[0]
     assert "hnsw" in definition and "vector_cosine_ops" in definition and "m='8'" in definition
     conn.execute("SET enable_seqscan = off")
     plan = conn.execute(
@@ -131,7 +143,10 @@ def test_drop_and_build_index_and_it_is_used(conn):
 def test_maintenance_work_mem_grows_with_data():
     space = spaces.EmbeddingSpace(1, "s", "m", None, {}, 512)
     assert store.maintenance_work_mem_for(space, 0) == "64MB"
-    assert store.maintenance_work_mem_for(space, 200_000) == f"{int(np.ceil(200_000 * (2048 + 256 + 64) * 1.3 / 2**20))}MB"
+    assert (
+        store.maintenance_work_mem_for(space, 200_000)
+        == f"{int(np.ceil(200_000 * (2048 + 256 + 64) * 1.3 / 2**20))}MB"
+    )
     assert store.maintenance_work_mem_for(space, 10**9) == "4096MB"
 
 
@@ -144,6 +159,7 @@ def test_largest_indexable_vectors_fit_inline(conn, dim, storage):
     np.testing.assert_array_equal(_read_back(conn, space, "training", ids), vectors)
     # STORAGE PLAIN: the table has no TOAST relation at all, every vector is stored inline.
     toast = conn.execute(
-        "SELECT reltoastrelid FROM pg_class WHERE oid = %s::regclass", (f"gmv.training_embedding_{space.space_id}",)
+        "SELECT reltoastrelid FROM pg_class WHERE oid = %s::regclass",
+        (f"gmv.training_embedding_{space.space_id}",),
     ).fetchone()[0]
     assert toast == 0

@@ -42,7 +42,9 @@ def numpy_credit(matches, quality, schemes) -> dict[tuple[str, int], float]:
 
 
 def _schemes(conn):
-    return conn.execute("SELECT name, formula, temperature FROM gmv.valuation_scheme ORDER BY scheme_id").fetchall()
+    return conn.execute(
+        "SELECT name, formula, temperature FROM gmv.valuation_scheme ORDER BY scheme_id"
+    ).fetchall()
 
 
 def _check_against_numpy(conn, space_id: int) -> None:
@@ -88,9 +90,16 @@ def test_softmax_never_underflows_and_ties_split_evenly(conn):
     g = [int(x) for x in world["generated_ids"]]
     conn.execute("UPDATE gmv.embedding_space SET match_k = 4")
     rows = [
-        (g[0], 1, t[0], 0.0), (g[0], 2, t[1], 50.0), (g[0], 3, t[2], 1e6), (g[0], 4, t[3], 1e300),
-        (g[1], 1, t[4], 0.3), (g[1], 2, t[5], 0.3), (g[1], 3, t[6], 0.3), (g[1], 4, t[7], 0.3),
-        (g[2], 1, t[8], -5.0), (g[2], 2, t[9], -4.9),  # inner-product style negative distances, fewer than k
+        (g[0], 1, t[0], 0.0),
+        (g[0], 2, t[1], 50.0),
+        (g[0], 3, t[2], 1e6),
+        (g[0], 4, t[3], 1e300),
+        (g[1], 1, t[4], 0.3),
+        (g[1], 2, t[5], 0.3),
+        (g[1], 3, t[6], 0.3),
+        (g[1], 4, t[7], 0.3),
+        (g[2], 1, t[8], -5.0),
+        (g[2], 2, t[9], -4.9),  # inner-product style negative distances, fewer than k
     ]
     with conn.cursor() as cur:
         cur.executemany(
@@ -99,10 +108,12 @@ def test_softmax_never_underflows_and_ties_split_evenly(conn):
         )
     refresh(conn)
     _check_against_numpy(conn, space_id)
-    soft = dict(conn.execute(
-        "SELECT training_id, value FROM gmv.training_credit c JOIN gmv.valuation_scheme s USING (scheme_id) "
-        "WHERE s.name = 'softmax_distance'"
-    ).fetchall())
+    soft = dict(
+        conn.execute(
+            "SELECT training_id, value FROM gmv.training_credit c JOIN gmv.valuation_scheme s USING (scheme_id) "
+            "WHERE s.name = 'softmax_distance'"
+        ).fetchall()
+    )
     assert soft[t[0]] == pytest.approx(1.0) and soft[t[3]] < 1e-300
     assert [soft[x] for x in t[4:8]] == pytest.approx([0.5] * 4)
 
@@ -120,10 +131,12 @@ def test_monthly_credit_uses_utc_months_whatever_the_session_timezone(conn, db_u
     for zone in ("Pacific/Kiritimati", "America/Anchorage"):
         conn.execute(f"SET TimeZone = '{zone}'")
         refresh(conn)
-        totals = dict(conn.execute(
-            "SELECT to_char(period, 'YYYY-MM'), sum(value) FROM gmv.training_credit_monthly c "
-            "JOIN gmv.valuation_scheme s USING (scheme_id) WHERE s.is_default GROUP BY 1"
-        ).fetchall())
+        totals = dict(
+            conn.execute(
+                "SELECT to_char(period, 'YYYY-MM'), sum(value) FROM gmv.training_credit_monthly c "
+                "JOIN gmv.valuation_scheme s USING (scheme_id) WHERE s.is_default GROUP BY 1"
+            ).fetchall()
+        )
         assert totals == pytest.approx({"2026-01": 1.0, "2026-02": 2.0, "2026-03": 7.0}), zone
 
 
@@ -144,8 +157,15 @@ def test_refresh_is_concurrent_readers_are_not_blocked(conn, db_url):
 
 
 def test_report_views_agree_with_credit(conn, db_url):
-    world = seed(conn, n_training=60, n_generated=20, dim=8, owners=3, quality="random",
-                 licenses=(("paid", True, False), ("free", False, False)))
+    world = seed(
+        conn,
+        n_training=60,
+        n_generated=20,
+        dim=8,
+        owners=3,
+        quality="random",
+        licenses=(("paid", True, False), ("free", False, False)),
+    )
     matcher.match_space(partial(connect, db_url), world["space"], k=5, exact=True, workers=1)
     refresh(conn)
     tv = conn.execute(
@@ -166,10 +186,15 @@ def test_report_views_agree_with_credit(conn, db_url):
 
 def test_credit_views_are_never_truncated_by_vacuum(conn):
     """Vacuum truncation takes ACCESS EXCLUSIVE for a moment: report readers must never wait on it."""
-    conn.execute("REFRESH MATERIALIZED VIEW gmv.training_credit")  # a plain refresh makes a new heap: kept too
+    conn.execute(
+        "REFRESH MATERIALIZED VIEW gmv.training_credit"
+    )  # a plain refresh makes a new heap: kept too
     conn.execute("REFRESH MATERIALIZED VIEW CONCURRENTLY gmv.training_credit_monthly")
     rows = conn.execute(
         "SELECT relname, reloptions FROM pg_class WHERE relname IN ('training_credit', 'training_credit_monthly') "
         "AND relnamespace = 'gmv'::regnamespace ORDER BY 1"
     ).fetchall()
-    assert rows == [("training_credit", ["vacuum_truncate=false"]), ("training_credit_monthly", ["vacuum_truncate=false"])]
+    assert rows == [
+        ("training_credit", ["vacuum_truncate=false"]),
+        ("training_credit_monthly", ["vacuum_truncate=false"]),
+    ]

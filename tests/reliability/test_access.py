@@ -100,7 +100,9 @@ def test_report_views_are_not_writable_through(conn):
     assert writable == []
 
 
-@pytest.mark.parametrize("read_only_default", [True, False], ids=["read-only-default", "read-only-switched-off"])
+@pytest.mark.parametrize(
+    "read_only_default", [True, False], ids=["read-only-default", "read-only-switched-off"]
+)
 def test_reader_cannot_write_create_or_escape(db_url, seeded, read_only_default):
     space_id = seeded["space"].space_id
     # A read-only transaction stops a write before privileges are looked at; with it switched off,
@@ -125,8 +127,14 @@ def test_reader_cannot_write_create_or_escape(db_url, seeded, read_only_default)
 def test_reader_cannot_read_any_gmv_relation_or_vector(db_url, conn, seeded):
     gmv_relations = relations(conn, "gmv", "rvm")
     # tables, the match_weight view, both materialized views and the per-space vector tables
-    assert {"owner", "match", "match_weight", "training_credit",
-            f"training_embedding_{seeded['space'].space_id}", f"generated_embedding_{seeded['space'].space_id}"} <= set(gmv_relations)
+    assert {
+        "owner",
+        "match",
+        "match_weight",
+        "training_credit",
+        f"training_embedding_{seeded['space'].space_id}",
+        f"generated_embedding_{seeded['space'].space_id}",
+    } <= set(gmv_relations)
     readable = []
     with psycopg.connect(reader_url(db_url), autocommit=True) as reader:
         for rel in gmv_relations:
@@ -158,7 +166,9 @@ def test_reader_reads_every_report_view(db_url, conn, seeded):
 
 def test_reader_has_a_statement_timeout(db_url):
     with psycopg.connect(reader_url(db_url), autocommit=True) as reader:
-        timeout = reader.execute("SELECT setting::int FROM pg_settings WHERE name = 'statement_timeout'").fetchone()[0]
+        timeout = reader.execute(
+            "SELECT setting::int FROM pg_settings WHERE name = 'statement_timeout'"
+        ).fetchone()[0]
         assert 0 < timeout <= 60_000
         assert reader.execute("SHOW default_transaction_read_only").fetchone() == ("on",)
         idle = reader.execute(

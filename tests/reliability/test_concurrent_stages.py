@@ -19,7 +19,9 @@ def _both(gmv, *args: str) -> list[subprocess.CompletedProcess]:
     for proc in procs:
         out, err = proc.communicate(timeout=150)
         results.append(subprocess.CompletedProcess(proc.args, proc.returncode, out, err))
-    print(f"\n{args[0]}: two at once exited {[r.returncode for r in results]}; {[r.stderr.strip().splitlines()[-1:] for r in results if r.returncode]}")
+    print(
+        f"\n{args[0]}: two at once exited {[r.returncode for r in results]}; {[r.stderr.strip().splitlines()[-1:] for r in results if r.returncode]}"
+    )
     for r in results:
         assert "Traceback" not in r.stderr, r.stderr[-3000:]
         if r.returncode != 0:
@@ -33,7 +35,9 @@ def test_two_matches_at_once(gmv, conn):
     seed(conn, n_training=800, n_generated=n_generated, dim=16, space="rel", k=k, with_matches=False)
     results = _both(gmv, "match", "--space", "rel", "--k", str(k), "--batch-size", "20", "--workers", "2")
     if any(r.returncode for r in results):
-        gmv.run("match", "--space", "rel", "--k", str(k))  # whoever stopped: the same command finishes the job
+        gmv.run(
+            "match", "--space", "rel", "--k", str(k)
+        )  # whoever stopped: the same command finishes the job
     shape = conn.execute(
         "SELECT count(*), count(DISTINCT generated_id), count(DISTINCT (generated_id, rank)) FROM gmv.match"
     ).fetchone()
@@ -49,7 +53,9 @@ def test_two_embeds_at_once(gmv, conn, tmp_path):
         gmv.run("embed", "--space", "px", "--model", "pixels", "--workers", "0", "-q")
     assert conn.execute("SELECT count(*) FROM gmv.embedding_space").fetchone() == (1,)
     space_id = conn.execute("SELECT space_id FROM gmv.embedding_space").fetchone()[0]
-    assert conn.execute(f"SELECT count(*), count(DISTINCT training_id) FROM gmv.training_embedding_{space_id}").fetchone() == (600, 600)
+    assert conn.execute(
+        f"SELECT count(*), count(DISTINCT training_id) FROM gmv.training_embedding_{space_id}"
+    ).fetchone() == (600, 600)
 
 
 def test_two_refreshes_at_once(gmv, conn):

@@ -69,7 +69,9 @@ def _embedding_state(conn) -> dict:
         )
     state["indexes"] = sorted(
         r[0].replace(f"_{space_id}", "_N")
-        for r in conn.execute("SELECT indexdef FROM pg_indexes WHERE schemaname = 'gmv' AND tablename LIKE '%%embedding%%'")
+        for r in conn.execute(
+            "SELECT indexdef FROM pg_indexes WHERE schemaname = 'gmv' AND tablename LIKE '%%embedding%%'"
+        )
     )
     return state
 
@@ -86,7 +88,9 @@ def test_sigkill_mid_embed_then_rerun_equals_uninterrupted_run(gmv, fresh_gmv, t
         stored = conn.execute("SELECT count(*) FROM gmv.training_embedding_1").fetchone()[0]
         generated = conn.execute("SELECT count(*) FROM gmv.generated_embedding_1").fetchone()[0]
     assert 0 < at_kill == stored < N_TRAINING and generated < N_GENERATED  # killed between commits
-    print(f"\nembed: SIGKILL with {stored}/{N_TRAINING} training and {generated}/{N_GENERATED} generated vectors stored")
+    print(
+        f"\nembed: SIGKILL with {stored}/{N_TRAINING} training and {generated}/{N_GENERATED} generated vectors stored"
+    )
     gmv.run(*args, timeout=240)
     fresh_gmv.run(*args, timeout=240)
     with psycopg.connect(gmv.url) as resumed, psycopg.connect(fresh_gmv.url) as reference:
@@ -124,7 +128,9 @@ def test_sigkill_mid_match_then_rerun_equals_uninterrupted_run(gmv, fresh_gmv, e
         partial = conn.execute("SELECT count(*), count(DISTINCT generated_id) FROM gmv.match").fetchone()
     assert 0 < at_kill <= partial[0] < n_generated * k
     assert partial[0] == partial[1] * k  # whole generated images only: never some of an image's k rows
-    print(f"\nmatch ({'exact' if exact else 'hnsw'}): SIGKILL with {partial[1]}/{n_generated} generated images matched")
+    print(
+        f"\nmatch ({'exact' if exact else 'hnsw'}): SIGKILL with {partial[1]}/{n_generated} generated images matched"
+    )
     gmv.run(*args, timeout=180)
     fresh_gmv.run(*args, timeout=180)
     with psycopg.connect(gmv.url) as resumed, psycopg.connect(fresh_gmv.url) as reference:
@@ -170,18 +176,25 @@ def test_sigkill_mid_refresh_keeps_the_old_credit_then_rerun_publishes(gmv, conn
     # The server notices the lost client at the end of the statement and rolls the refresh back
     # (or, had the commit gone through, the view is wholly new): old or new, never a mix.
     deadline = time.monotonic() + 60
-    while conn.execute(
-        "SELECT count(*) FROM pg_stat_activity WHERE query ILIKE 'REFRESH MATERIALIZED VIEW%%' AND pid <> pg_backend_pid()"
-        " AND state <> 'idle'"
-    ).fetchone()[0] and time.monotonic() < deadline:
+    while (
+        conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE query ILIKE 'REFRESH MATERIALIZED VIEW%%' AND pid <> pg_backend_pid()"
+            " AND state <> 'idle'"
+        ).fetchone()[0]
+        and time.monotonic() < deadline
+    ):
         time.sleep(0.05)
     after_kill = fingerprint(conn, "training_credit")
-    print(f"\nrefresh: SIGKILL during REFRESH; view after the kill is {'old' if after_kill == old else 'new'}")
+    print(
+        f"\nrefresh: SIGKILL during REFRESH; view after the kill is {'old' if after_kill == old else 'new'}"
+    )
     gmv.run("value", "refresh", timeout=90)
     new = fingerprint(conn, "training_credit")
     assert new != old
     assert after_kill in (old, new)
-    total = conn.execute("SELECT sum(value) FROM gmv.training_credit c JOIN gmv.valuation_scheme s USING (scheme_id)"
-                         " WHERE s.is_default").fetchone()[0]
+    total = conn.execute(
+        "SELECT sum(value) FROM gmv.training_credit c JOIN gmv.valuation_scheme s USING (scheme_id)"
+        " WHERE s.is_default"
+    ).fetchone()[0]
     expected = conn.execute("SELECT sum(quality) FROM gmv.generated_image").fetchone()[0]
     assert abs(total - expected) < 1e-6

@@ -70,12 +70,18 @@ def test_hostile_names_and_paths_are_stored_verbatim(gmv, tmp_path, manifest_for
         write_image(folder / filename, seed=i)
         owner = HOSTILE_NAMES[i % len(HOSTILE_NAMES)]
         license_ = HOSTILE_NAMES[(i + 5) % len(HOSTILE_NAMES)]
-        records.append({"path": filename, "owner": owner, "license": license_, "note": HOSTILE_NAMES[(i + 2) % 18]})
+        records.append(
+            {"path": filename, "owner": owner, "license": license_, "note": HOSTILE_NAMES[(i + 2) % 18]}
+        )
     # Names must not be trimmed to match: keep the ones without outer whitespace for the verbatim check.
-    records = [r for r in records if r["owner"] == r["owner"].strip() and r["license"] == r["license"].strip()]
+    records = [
+        r for r in records if r["owner"] == r["owner"].strip() and r["license"] == r["license"].strip()
+    ]
     manifest = tmp_path / f"manifest.{manifest_format}"
     if manifest_format == "jsonl":
-        manifest.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
+        manifest.write_text(
+            "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8"
+        )
     else:
         import csv
 
@@ -102,8 +108,11 @@ def test_outer_whitespace_of_names_is_the_only_change(gmv, tmp_path):
     for i in range(len(names)):
         write_image(folder / f"{i}.png", seed=i)
     manifest = tmp_path / "m.jsonl"
-    manifest.write_text("".join(json.dumps({"path": f"{i}.png", "owner": n, "license": "cc0"}) + "\n"
-                                for i, n in enumerate(names)))
+    manifest.write_text(
+        "".join(
+            json.dumps({"path": f"{i}.png", "owner": n, "license": "cc0"}) + "\n" for i, n in enumerate(names)
+        )
+    )
     gmv("ingest", "training", folder, "--manifest", manifest, "-q")
     owners = {owner for owner, *_ in _stored(gmv.url).values()}
     assert owners == {n.strip() for n in names}
@@ -111,8 +120,14 @@ def test_outer_whitespace_of_names_is_the_only_change(gmv, tmp_path):
 
 def _png_claiming(width: int, height: int) -> bytes:
     """A tiny PNG whose header claims width x height (a decompression bomb's first bytes)."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+        return (
+            struct.pack(">I", len(data))
+            + kind
+            + data
+            + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+        )
 
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
     idat = zlib.compress(b"\x00" * 1024)
@@ -129,8 +144,20 @@ def test_decompression_bombs_are_refused_without_decoding(gmv, tmp_path):
     # A real bomb: 4,000 x 4,000 zeros compress to a few KB; over a limit of 1 megapixel here.
     Image.new("L", (4000, 4000)).save(folder / "real_bomb.png", optimize=True)
     assert (folder / "real_bomb.png").stat().st_size < 100_000
-    result = run_bounded(gmv, "ingest", "training", folder, "--owner", "alice", "--license", "cc0",
-                         "--max-pixels", "1000000", "-q", timeout=60)
+    result = run_bounded(
+        gmv,
+        "ingest",
+        "training",
+        folder,
+        "--owner",
+        "alice",
+        "--license",
+        "cc0",
+        "--max-pixels",
+        "1000000",
+        "-q",
+        timeout=60,
+    )
     assert result.returncode == 0, result.stderr
     _no_traceback(result)
     reported = [line for line in result.stderr.splitlines() if "bomb" in line]
@@ -149,7 +176,9 @@ def test_symlink_loops_and_dangling_links_do_not_hang(gmv, tmp_path):
     os.symlink("b.png", folder / "a.png")
     os.symlink("self.png", folder / "self.png")
     os.symlink("missing.png", folder / "dangling.png")
-    result = run_bounded(gmv, "ingest", "training", folder, "--owner", "alice", "--license", "cc0", "-q", timeout=60)
+    result = run_bounded(
+        gmv, "ingest", "training", folder, "--owner", "alice", "--license", "cc0", "-q", timeout=60
+    )
     assert result.returncode == 0, result.stderr
     _no_traceback(result)
     stored = _stored(gmv.url)
@@ -171,8 +200,12 @@ def test_special_files_are_refused_not_read(gmv, tmp_path, special):
     else:
         target = Path("/dev/zero")
         manifest = tmp_path / "m.jsonl"
-        manifest.write_text(json.dumps({"path": "good.png", "owner": "a", "license": "cc0"}) + "\n"
-                            + json.dumps({"path": "/dev/zero", "owner": "a", "license": "cc0"}) + "\n")
+        manifest.write_text(
+            json.dumps({"path": "good.png", "owner": "a", "license": "cc0"})
+            + "\n"
+            + json.dumps({"path": "/dev/zero", "owner": "a", "license": "cc0"})
+            + "\n"
+        )
         args = ("ingest", "training", folder, "--manifest", manifest, "-q")
     result = run_bounded(gmv, *args, timeout=30)
     _no_traceback(result)
@@ -216,8 +249,23 @@ def test_on_error_fail_stores_nothing(gmv, tmp_path):
     (folder / "zz_truncated.png").write_bytes(write_image(tmp_path / "t.png", seed=99).read_bytes()[:40])
     (folder / "zz_empty.png").write_bytes(b"")
     (folder / "zz_text.png").write_text("'; DROP TABLE gmv.owner; --")
-    line = _error_line(gmv("ingest", "training", folder, "--owner", "alice", "--license", "cc0",
-                           "--on-error", "fail", "--batch-size", "5", "-q", ok=False))
+    line = _error_line(
+        gmv(
+            "ingest",
+            "training",
+            folder,
+            "--owner",
+            "alice",
+            "--license",
+            "cc0",
+            "--on-error",
+            "fail",
+            "--batch-size",
+            "5",
+            "-q",
+            ok=False,
+        )
+    )
     assert "3 bad" in line and "nothing was stored" in line, line
     with psycopg.connect(gmv.url, autocommit=True) as conn:
         for table in ("training_image", "owner", "license"):
@@ -226,17 +274,35 @@ def test_on_error_fail_stores_nothing(gmv, tmp_path):
 
 @pytest.mark.parametrize(
     "field, value",
-    [("quality", "NaN"), ("quality", "inf"), ("quality", "-1"), ("quality", "1e400"),
-     ("created_at", "yesterday"), ("created_at", "2026-13-45"), ("created_at", "'; DROP TABLE gmv.match; --")],
+    [
+        ("quality", "NaN"),
+        ("quality", "inf"),
+        ("quality", "-1"),
+        ("quality", "1e400"),
+        ("created_at", "yesterday"),
+        ("created_at", "2026-13-45"),
+        ("created_at", "'; DROP TABLE gmv.match; --"),
+    ],
 )
 def test_generated_manifest_bad_values_are_one_line_each(gmv, tmp_path, field, value):
     folder = tmp_path / "gen"
     write_image(folder / "ok.png", seed=1)
     write_image(folder / "bad.png", seed=2)
     manifest = folder / "m.csv"
-    manifest.write_text(f"path,{field}\nok.png,\nbad.png,\"{value}\"\n")
-    result = gmv("ingest", "generated", folder, "--manifest", manifest, "--generator", "g",
-                 "--on-error", "fail", "-q", ok=False)
+    manifest.write_text(f'path,{field}\nok.png,\nbad.png,"{value}"\n')
+    result = gmv(
+        "ingest",
+        "generated",
+        folder,
+        "--manifest",
+        manifest,
+        "--generator",
+        "g",
+        "--on-error",
+        "fail",
+        "-q",
+        ok=False,
+    )
     line = _error_line(result)
     assert "nothing was stored" in line
     assert sum("m.csv:3" in x for x in result.stderr.splitlines()) == 1, result.stderr

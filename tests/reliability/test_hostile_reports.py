@@ -18,13 +18,22 @@ from tests.factories import HOSTILE_NAMES, reader_url, refused, relations, seed
 pytestmark = pytest.mark.timeout(60)
 
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
-LICENSES = ["=1+1", "cc-by; DROP TABLE gmv.license; --", "l'icence \"quoted\"\nsecond line"]
+LICENSES = ["=1+1", "cc-by; DROP TABLE gmv.license; --", 'l\'icence "quoted"\nsecond line']
 
 
 @pytest.fixture
 def hostile_world(conn):
-    seed(conn, n_training=len(HOSTILE_NAMES) * 4, n_generated=40, dim=8, space="rel", k=4, owners=HOSTILE_NAMES,
-         licenses=LICENSES, pool="1000.00")
+    seed(
+        conn,
+        n_training=len(HOSTILE_NAMES) * 4,
+        n_generated=40,
+        dim=8,
+        space="rel",
+        k=4,
+        owners=HOSTILE_NAMES,
+        licenses=LICENSES,
+        pool="1000.00",
+    )
     conn.execute("REFRESH MATERIALIZED VIEW gmv.training_credit")
     conn.execute("REFRESH MATERIALIZED VIEW gmv.training_credit_monthly")
     return relations(conn, "gmv", "rvm")
@@ -33,12 +42,15 @@ def hostile_world(conn):
 def test_names_are_stored_and_read_back_verbatim(db_url, conn, hostile_world):
     assert {r[0] for r in conn.execute("SELECT name FROM gmv.owner")} == set(HOSTILE_NAMES)
     with psycopg.connect(reader_url(db_url), autocommit=True) as reader:
-        owners = {r[0] for r in reader.execute("SELECT owner FROM report.owner_value WHERE scheme = 'rank_linear'")}
+        owners = {
+            r[0] for r in reader.execute("SELECT owner FROM report.owner_value WHERE scheme = 'rank_linear'")
+        }
         licenses = {r[0] for r in reader.execute("SELECT license FROM report.license_value")}
         # A name used as a search value is just a value.
         for name in HOSTILE_NAMES:
-            n = reader.execute("SELECT count(*) FROM report.training_value WHERE owner = %s AND scheme = 'uniform'",
-                               (name,)).fetchone()[0]
+            n = reader.execute(
+                "SELECT count(*) FROM report.training_value WHERE owner = %s AND scheme = 'uniform'", (name,)
+            ).fetchone()[0]
             assert n == 4, name
     assert owners == set(HOSTILE_NAMES)
     assert licenses == set(LICENSES)
@@ -67,7 +79,9 @@ def test_report_owners_exports(gmv, hostile_world):
 def test_report_top_and_royalties_exports(gmv, hostile_world):
     top = _csv(gmv("report", "top", "--limit", "50", "--format", "csv").stdout)
     assert top and not any(r[c].startswith(FORMULA_START) for r in top for c in ("owner", "license", "uri"))
-    statement = _csv(gmv("report", "royalties", "--period", "2026-01", "--pool", "1000.00", "--format", "csv").stdout)
+    statement = _csv(
+        gmv("report", "royalties", "--period", "2026-01", "--pool", "1000.00", "--format", "csv").stdout
+    )
     assert statement
     assert sum(decimal.Decimal(r["amount"]) for r in statement) == decimal.Decimal("1000.00")
     assert not any(r["owner"].startswith(FORMULA_START) for r in statement)
@@ -86,9 +100,13 @@ COMMANDS = {
     "match --space": (lambda v, f: ("match", "--space", v), "no embedding space"),
     "report owners --scheme": (lambda v, f: ("report", "owners", "--scheme", v), "no valuation scheme"),
     "report top --space": (lambda v, f: ("report", "top", "--space", v), "no embedding space"),
-    "royalties --period": (lambda v, f: ("report", "royalties", "--period", v, "--pool", "10"), "is not a month"),
+    "royalties --period": (
+        lambda v, f: ("report", "royalties", "--period", v, "--pool", "10"),
+        "is not a month",
+    ),
     "royalties --pool": (
-        lambda v, f: ("report", "royalties", "--period", "2026-01", "--pool", v or "x"), "is not a number"
+        lambda v, f: ("report", "royalties", "--period", "2026-01", "--pool", v or "x"),
+        "is not a number",
     ),
     "royalties --currency": (
         lambda v, f: ("report", "royalties", "--period", "2026-01", "--pool", "10", "--currency", v or "x"),
@@ -97,13 +115,17 @@ COMMANDS = {
     "embed import --space": (lambda v, f: ("embed", "import", f, "--space", v), "no embedding space"),
     # With --model the name reaches the space-name check that creating a space applies.
     "embed import --space --model": (
-        lambda v, f: ("embed", "import", f, "--space", v, "--model", "m"), "invalid embedding space"
+        lambda v, f: ("embed", "import", f, "--space", v, "--model", "m"),
+        "invalid embedding space",
     ),
 }
 
 
-@pytest.mark.parametrize("value", ["'; DROP TABLE gmv.match; --", "x\ny", "ü" * 70, "$(id)", ""],
-                         ids=["sql", "newline", "long-unicode", "shell", "empty"])
+@pytest.mark.parametrize(
+    "value",
+    ["'; DROP TABLE gmv.match; --", "x\ny", "ü" * 70, "$(id)", ""],
+    ids=["sql", "newline", "long-unicode", "shell", "empty"],
+)
 def test_hostile_names_on_the_command_line_are_refused(gmv, conn, hostile_world, tmp_path, value):
     vectors_file = _vectors_file(conn, tmp_path)
     failures = {}

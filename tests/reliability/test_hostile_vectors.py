@@ -56,9 +56,21 @@ def _cases(tmp_path: Path, shas: list[str]) -> dict[str, list[str]]:
     bad = v.copy()
     bad[0, 7] = -np.inf
     add("-inf", _npz(tmp_path / "ninf.npz", bad, shas))
-    add("nan-new-space", _npz(tmp_path / "nan2.npz", np.full((5, DIM), np.nan), shas), "--model", "x", space="newspace")
+    add(
+        "nan-new-space",
+        _npz(tmp_path / "nan2.npz", np.full((5, DIM), np.nan), shas),
+        "--model",
+        "x",
+        space="newspace",
+    )
     add("wrong-dim", _npz(tmp_path / "dim.npz", _vectors(5, DIM + 1), shas))
-    add("zero-dim", _npz(tmp_path / "zero.npz", np.zeros((5, 0), np.float32), shas), "--model", "x", space="zerodim")
+    add(
+        "zero-dim",
+        _npz(tmp_path / "zero.npz", np.zeros((5, 0), np.float32), shas),
+        "--model",
+        "x",
+        space="zerodim",
+    )
     add("3-d", _npz(tmp_path / "3d.npz", np.zeros((5, 2, 4), np.float32), shas))
     add("1-d", _npz(tmp_path / "1d.npz", np.zeros(5, np.float32), shas))
     add("strings", _npz(tmp_path / "str.npz", np.full((5, DIM), "1.0"), shas))
@@ -67,13 +79,23 @@ def _cases(tmp_path: Path, shas: list[str]) -> dict[str, list[str]]:
     add("duplicate-sha", _npz(tmp_path / "dup.npz", v, shas[:4] + shas[:1]))
     add("fewer-ids", _npz(tmp_path / "fewer.npz", v, shas[:4]))
     add("sql-in-id", _npz(tmp_path / "sqlid.npz", v, shas[:4] + ["'; DROP TABLE gmv.training_image; --"]))
-    add("over-halfvec", _npz(tmp_path / "big.npz", v * 1e6, shas), "--model", "x", "--storage", "halfvec", space="half")
+    add(
+        "over-halfvec",
+        _npz(tmp_path / "big.npz", v * 1e6, shas),
+        "--model",
+        "x",
+        "--storage",
+        "halfvec",
+        space="half",
+    )
     # A pickled object array: loading it would run code; numpy must refuse (allow_pickle=False).
     np.save(tmp_path / "pickled.npy", np.array([{"x": 1}] * 5, dtype=object), allow_pickle=True)
     (tmp_path / "ids.txt").write_text("\n".join(shas) + "\n")
     add("pickled-npy", tmp_path / "pickled.npy", "--ids", str(tmp_path / "ids.txt"))
     np.save(tmp_path / "ok.npy", v)
-    (tmp_path / "hostile_ids.txt").write_text("\n".join(shas[:4] + ["$(rm -rf ~); DROP TABLE gmv.owner"]) + "\n")
+    (tmp_path / "hostile_ids.txt").write_text(
+        "\n".join(shas[:4] + ["$(rm -rf ~); DROP TABLE gmv.owner"]) + "\n"
+    )
     add("hostile-ids-line", tmp_path / "ok.npy", "--ids", str(tmp_path / "hostile_ids.txt"))
     (tmp_path / "dev_ids.txt").write_text("\n".join(shas[:4] + ["/dev/zero"]) + "\n")
     add("ids-names-a-device", tmp_path / "ok.npy", "--ids", str(tmp_path / "dev_ids.txt"))
@@ -84,11 +106,15 @@ def _cases(tmp_path: Path, shas: list[str]) -> dict[str, list[str]]:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    pq.write_table(pa.table({"sha256": shas, "vector": [list(map(float, row)) for row in v[:4]] + [[1.0, 2.0]]}),
-                   tmp_path / "ragged.parquet")
+    pq.write_table(
+        pa.table({"sha256": shas, "vector": [list(map(float, row)) for row in v[:4]] + [[1.0, 2.0]]}),
+        tmp_path / "ragged.parquet",
+    )
     add("ragged-parquet", tmp_path / "ragged.parquet")
-    pq.write_table(pa.table({"sha256": shas, "vector": [list(map(float, row)) for row in v[:4]] + [None]}),
-                   tmp_path / "null.parquet")
+    pq.write_table(
+        pa.table({"sha256": shas, "vector": [list(map(float, row)) for row in v[:4]] + [None]}),
+        tmp_path / "null.parquet",
+    )
     add("null-vector-parquet", tmp_path / "null.parquet")
     add("missing-file", tmp_path / "nope.npz")
     return cases
@@ -122,9 +148,29 @@ REASONS = {
 }
 
 CASE_NAMES = [
-    "nan", "inf", "-inf", "nan-new-space", "wrong-dim", "zero-dim", "3-d", "1-d", "strings", "all-zero-cosine",
-    "unknown-sha", "duplicate-sha", "fewer-ids", "sql-in-id", "over-halfvec", "pickled-npy", "hostile-ids-line",
-    "ids-names-a-device", "corrupt-npz", "corrupt-parquet", "ragged-parquet", "null-vector-parquet", "missing-file",
+    "nan",
+    "inf",
+    "-inf",
+    "nan-new-space",
+    "wrong-dim",
+    "zero-dim",
+    "3-d",
+    "1-d",
+    "strings",
+    "all-zero-cosine",
+    "unknown-sha",
+    "duplicate-sha",
+    "fewer-ids",
+    "sql-in-id",
+    "over-halfvec",
+    "pickled-npy",
+    "hostile-ids-line",
+    "ids-names-a-device",
+    "corrupt-npz",
+    "corrupt-parquet",
+    "ragged-parquet",
+    "null-vector-parquet",
+    "missing-file",
 ]
 
 

@@ -55,7 +55,9 @@ def test_two_ingests_on_overlapping_folders_store_each_image_once(gmv, tmp_path,
     expected = {sha256(p) for p in root.rglob("*.png")}
     args = ("--owner", "alice", "--license", "cc-by", "--batch-size", "7", "--workers", "1", "-q")
     procs = [
-        gmv.popen("ingest", "training", folder, *args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        gmv.popen(
+            "ingest", "training", folder, *args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
         for folder in (root, second)
     ]
     outputs = [p.communicate(timeout=150) for p in procs]
@@ -100,8 +102,12 @@ def test_sigkill_mid_ingest_then_rerun_equals_uninterrupted_run(gmv, fresh_gmv, 
             if kind == "training":
                 record = {"path": p.name, "owner": f"owner-{i % 3}", "license": "cc-by", "batch": i % 5}
             else:
-                record = {"path": p.name, "quality": 0.5 + i % 4, "created_at": f"2026-0{1 + i % 3}-15T10:00:00Z",
-                          "prompt": f"prompt {i}"}
+                record = {
+                    "path": p.name,
+                    "quality": 0.5 + i % 4,
+                    "created_at": f"2026-0{1 + i % 3}-15T10:00:00Z",
+                    "prompt": f"prompt {i}",
+                }
             fh.write(json.dumps(record) + "\n")
     args = ["ingest", kind, folder, "--manifest", manifest, "--batch-size", "5", "--workers", "1", "-q"]
     if kind == "generated":

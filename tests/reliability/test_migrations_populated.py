@@ -21,7 +21,16 @@ def test_downgrade_and_upgrade_keep_every_row(db_url):
         from pgvector.psycopg import register_vector
 
         register_vector(conn)
-        seed(conn, n_training=300, n_generated=120, dim=16, k=5, owners=HOSTILE_NAMES[:6], months=3, pool="1000.00")
+        seed(
+            conn,
+            n_training=300,
+            n_generated=120,
+            dim=16,
+            k=5,
+            owners=HOSTILE_NAMES[:6],
+            months=3,
+            pool="1000.00",
+        )
         conn.execute("REFRESH MATERIALIZED VIEW gmv.training_credit")
         conn.execute("REFRESH MATERIALIZED VIEW gmv.training_credit_monthly")
         tables = fingerprints(conn, "gmv", "r")
@@ -31,7 +40,9 @@ def test_downgrade_and_upgrade_keep_every_row(db_url):
     assert any(name.startswith("training_embedding_") for name in tables)
     assert tables["match"][0] == 120 * 5
     assert all(count > 0 for count, _ in reports.values()), reports
-    print(f"\nmigrations: {len(tables)} tables ({sum(c for c, _ in tables.values())} rows) and {len(reports)} report views compared")
+    print(
+        f"\nmigrations: {len(tables)} tables ({sum(c for c, _ in tables.values())} rows) and {len(reports)} report views compared"
+    )
 
     for cycle in range(2):
         downgrade(db_url, "0001_tables")

@@ -178,5 +178,7 @@ def test_control_a_blocking_refresh_is_detected(db_url, conn, populated):
     assert load.errors == []
     assert load.lock_waits > 0
     assert max(load.latencies) >= READER_BOUND_S
-    print(f"\ncontrol (plain REFRESH held {hold:.0f}s): max reader wait {max(load.latencies):.2f}s, "
-          f"readers seen waiting on a lock {load.lock_waits} times in {load.samples} samples")
+    print(
+        f"\ncontrol (plain REFRESH held {hold:.0f}s): max reader wait {max(load.latencies):.2f}s, "
+        f"readers seen waiting on a lock {load.lock_waits} times in {load.samples} samples"
+    )

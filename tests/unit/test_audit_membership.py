@@ -37,7 +37,9 @@ def test_statistics_match_references(seed):
     assert result.mean_members == pytest.approx(members.mean())
     assert result.median_nonmembers == pytest.approx(np.median(nonmembers))
     assert result.t_statistic == pytest.approx(welch_by_hand(members, nonmembers), rel=1e-12)
-    assert result.p_value == pytest.approx(stats.ttest_ind(members, nonmembers, equal_var=False).pvalue, rel=1e-12)
+    assert result.p_value == pytest.approx(
+        stats.ttest_ind(members, nonmembers, equal_var=False).pvalue, rel=1e-12
+    )
     assert result.auc == pytest.approx(brute_force_auc(members, nonmembers), abs=1e-12)
 
 
@@ -85,7 +87,7 @@ def test_plain_list_of_sha256_and_paths(tmp_path):
 def test_csv_with_sha256_or_path_column(tmp_path, column):
     listing = tmp_path / "list.csv"
     value = "cd" * 32 if column == "sha256" else "x/y.png"
-    listing.write_text(f"digit,{column},note\n3,{value},\"a, b\"\n", encoding="utf-8")
+    listing.write_text(f'digit,{column},note\n3,{value},"a, b"\n', encoding="utf-8")
     entries = read_image_list(listing)
     assert len(entries) == 1 and entries[0].text == value and entries[0].where == "list.csv:2"
 

@@ -48,8 +48,12 @@ def test_training_lowers_the_loss_and_sampling_is_seeded():
 
 def test_samples_follow_their_class():
     images, labels = _toy_data()
-    model = DDPM((4, 4), 3, DDPMConfig(timesteps=50, hidden=64, layers=2, train_steps=600, batch_size=32,
-                                       learning_rate=3e-3), seed=0)
+    model = DDPM(
+        (4, 4),
+        3,
+        DDPMConfig(timesteps=50, hidden=64, layers=2, train_steps=600, batch_size=32, learning_rate=3e-3),
+        seed=0,
+    )
     model.train(images, labels)
     samples = model.sample(np.repeat(np.arange(3), 4))
     # The brightest row of each sample is the row its class lights up.

@@ -39,7 +39,10 @@ def test_pixels_embedder(color, channels):
 
 def test_pixels_preprocessing_is_recorded():
     assert build_embedder("pixels", pixels_size=8).preprocessing["resize"] == [8, 8]
-    assert build_embedder("pixels", pixels_size=8).preprocessing != build_embedder("pixels", pixels_size=6).preprocessing
+    assert (
+        build_embedder("pixels", pixels_size=8).preprocessing
+        != build_embedder("pixels", pixels_size=6).preprocessing
+    )
 
 
 def test_unknown_model_and_bad_options():

@@ -15,13 +15,19 @@ def test_training_csv_with_extra_columns_and_defaults(tmp_path):
     manifest = tmp_path / "m.csv"
     manifest.write_text(
         "path,owner,license,caption,source\n"
-        "a.png,alice,cc-by,\"a cat, sitting\",flickr\n"
+        'a.png,alice,cc-by,"a cat, sitting",flickr\n'
         "/abs/b.png,,,,\n"
-        "sub/c.png,bob,,\"two\nlines\",\n"
+        'sub/c.png,bob,,"two\nlines",\n'
     )
-    rows, bad = read_manifest(manifest, "training", base=tmp_path / "imgs", default_owner="dora", default_license="cc0")
+    rows, bad = read_manifest(
+        manifest, "training", base=tmp_path / "imgs", default_owner="dora", default_license="cc0"
+    )
     assert bad == []
-    assert [r.path for r in rows] == [str(tmp_path / "imgs" / "a.png"), "/abs/b.png", str(tmp_path / "imgs" / "sub/c.png")]
+    assert [r.path for r in rows] == [
+        str(tmp_path / "imgs" / "a.png"),
+        "/abs/b.png",
+        str(tmp_path / "imgs" / "sub/c.png"),
+    ]
     assert [(r.owner, r.license) for r in rows] == [("alice", "cc-by"), ("dora", "cc0"), ("bob", "cc0")]
     assert rows[0].attributes == {"caption": "a cat, sitting", "source": "flickr"}
     assert rows[1].attributes == {}
@@ -30,7 +36,9 @@ def test_training_csv_with_extra_columns_and_defaults(tmp_path):
 
 def test_broken_training_rows_are_reported_one_line_each(tmp_path):
     manifest = tmp_path / "m.csv"
-    manifest.write_text("path,owner,license\nok.png,alice,cc\n,alice,cc\nx.png,,cc\ny.png,alice\nz.png,alice,,\n")
+    manifest.write_text(
+        "path,owner,license\nok.png,alice,cc\n,alice,cc\nx.png,,cc\ny.png,alice\nz.png,alice,,\n"
+    )
     rows, bad = read_manifest(manifest, "training", base=tmp_path)
     assert [r.owner for r in rows] == ["alice"]
     lines = [b.line() for b in bad]
@@ -45,7 +53,13 @@ def test_broken_training_rows_are_reported_one_line_each(tmp_path):
 def test_generated_jsonl_rows_and_broken_ones(tmp_path):
     manifest = tmp_path / "gen.jsonl"
     lines = [
-        {"path": "g1.png", "quality": 0.5, "created_at": "2026-01-31T12:00:00Z", "prompt": "a cat", "seed": 7},
+        {
+            "path": "g1.png",
+            "quality": 0.5,
+            "created_at": "2026-01-31T12:00:00Z",
+            "prompt": "a cat",
+            "seed": 7,
+        },
         {"path": "g2.png"},
         "not json {",
         {"path": "g3.png", "quality": -1},
@@ -113,6 +127,13 @@ def test_control_characters_in_values_are_kept_verbatim(tmp_path):
     rows, bad = read_manifest(csv_manifest, "training", base=tmp_path)
     assert bad == [] and rows[0].attributes == {"note": "\rcarriage\r\nand\u2028separator"}
     jsonl = tmp_path / "m.jsonl"
-    jsonl.write_text(json.dumps({"path": "a.png", "owner": "o", "license": "l", "note": "x\u2028y\x1cz"}, ensure_ascii=False) + "\r\n", encoding="utf-8", newline="")
+    jsonl.write_text(
+        json.dumps(
+            {"path": "a.png", "owner": "o", "license": "l", "note": "x\u2028y\x1cz"}, ensure_ascii=False
+        )
+        + "\r\n",
+        encoding="utf-8",
+        newline="",
+    )
     rows, bad = read_manifest(jsonl, "training", base=tmp_path)
     assert bad == [] and rows[0].attributes == {"note": "x\u2028y\x1cz"}

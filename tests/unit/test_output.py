@@ -12,10 +12,10 @@ from gmv_sql.resources import SqlFileError, parse_named_blocks
 
 
 def test_csv_neutralises_formulas_but_keeps_numbers():
-    rows = [("=HYPERLINK(\"http://x\")", -1.5, "+1+1", "@SUM(A1)", "-cmd", "ok", "-3.25")]
+    rows = [('=HYPERLINK("http://x")', -1.5, "+1+1", "@SUM(A1)", "-cmd", "ok", "-3.25")]
     out = render(rows, ["a", "b", "c", "d", "e", "f", "g"], "csv")
     parsed = list(csv.reader(io.StringIO(out)))[1]
-    assert parsed == ["'=HYPERLINK(\"http://x\")", "-1.5", "'+1+1", "'@SUM(A1)", "'-cmd", "ok", "-3.25"]
+    assert parsed == ['\'=HYPERLINK("http://x")', "-1.5", "'+1+1", "'@SUM(A1)", "'-cmd", "ok", "-3.25"]
     assert neutralise_formula("\t=1") == "'\t=1"
 
 
@@ -38,8 +38,14 @@ def test_named_sql_blocks():
 @pytest.mark.parametrize(
     ("text", "error"),
     [
-        ("-- name: one\nSELECT 1\n-- name: one\nSELECT 2\n", "q.sql:3: duplicate SQL block name 'one' (first at line 1)"),
-        ("-- header\n-- name: one\n-- only a comment\n\n-- name: two\nSELECT 2\n", "q.sql:2: SQL block 'one' is empty"),
+        (
+            "-- name: one\nSELECT 1\n-- name: one\nSELECT 2\n",
+            "q.sql:3: duplicate SQL block name 'one' (first at line 1)",
+        ),
+        (
+            "-- header\n-- name: one\n-- only a comment\n\n-- name: two\nSELECT 2\n",
+            "q.sql:2: SQL block 'one' is empty",
+        ),
         ("-- header\nSELECT 0;\n-- name: one\nSELECT 1\n", "q.sql:2: SQL before the first '-- name:' line"),
         ("-- name: one\nSELECT 1\n-- name: two-three\nSELECT 2\n", "q.sql:3: bad SQL block name line"),
     ],
