@@ -65,7 +65,7 @@ def test_serve_forwards_tcp_to_the_database(gmv):
             assert conn.execute("SELECT count(*) FROM report.owner_value").fetchone() == (0,)
     finally:
         proc.send_signal(signal.SIGINT)
-        proc.wait(timeout=20)
+        proc.wait(timeout=60)
 
 
 def test_embedded_server_lifecycle(tmp_path):

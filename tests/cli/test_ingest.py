@@ -239,7 +239,7 @@ def test_killed_ingest_rerun_stores_every_file_exactly_once(gmv, conn, tmp_path,
             time.sleep(0.5)  # let it reach the blocked batch 2
             assert proc.poll() is None
             proc.send_signal(sig)
-            _, err = proc.communicate(timeout=30)
+            _, err = proc.communicate(timeout=120)
         finally:
             if proc.poll() is None:
                 proc.kill()

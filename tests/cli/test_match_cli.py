@@ -90,7 +90,7 @@ def test_recall_command(gmv, conn):
 
 
 def test_interrupt_keeps_committed_batches_and_rerun_finishes(gmv, conn):
-    seed(conn, n_training=2000, n_generated=300, dim=32)
+    seed(conn, n_training=2000, n_generated=1500, dim=32)  # long enough to interrupt on a loaded machine
     proc = gmv.popen(
         "match",
         "--space",
@@ -116,12 +116,12 @@ def test_interrupt_keeps_committed_batches_and_rerun_finishes(gmv, conn):
     assert proc.returncode == 130, err
     assert "run the same command again" in err
     done = conn.execute("SELECT count(*), count(DISTINCT generated_id) FROM gmv.match").fetchone()
-    assert 0 < done[1] < 300 and done[0] == 4 * done[1]  # whole batches only
+    assert 0 < done[1] < 1500 and done[0] == 4 * done[1]  # whole batches only
     out = gmv.run("match", "--space", "test", "--exact", "--batch-size", "300").stdout
-    assert f"matched {300 - done[1]:,} generated images" in out
+    assert f"matched {1500 - done[1]:,} generated images" in out
     assert conn.execute("SELECT count(*), count(DISTINCT generated_id) FROM gmv.match").fetchone() == (
-        1200,
-        300,
+        6000,
+        1500,
     )
 
 
