@@ -254,7 +254,8 @@ def add_matches(
     *,
     eligible: np.ndarray | None = None,
 ) -> None:
-    """Exact top-k (numpy_knn) written to gmv.match, as the matcher would: seed data for value/report."""
+    """Exact top-k (numpy_knn) written to gmv.match, as the matcher would (with the calibration `gmv match`
+    adds to a space without one): seed data for value/report."""
     conn.execute("UPDATE gmv.embedding_space SET match_k = %s WHERE space_id = %s", (k, space.space_id))
     order, dist = numpy_knn(
         training_vectors, generated_vectors, k, distance=space.distance, eligible=eligible
@@ -278,6 +279,10 @@ def add_matches(
                             k,
                         )
                     )
+    # As `gmv match` does: the space's first matches give its softmax_calibrated temperature.
+    from gmv_sql.value.calibration import calibrate_missing
+
+    calibrate_missing(conn, space.space_id)
 
 
 # ------------------------------------------------------------------------------------------ world

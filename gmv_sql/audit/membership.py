@@ -167,6 +167,27 @@ def read_image_list(path: Path) -> list[ListedImage]:
     return result
 
 
+def _find(entry: ListedImage, by_sha: dict, by_uri: dict):
+    """The row of a listed image, by its sha256, else by its stored uri (None: gmv does not know it)."""
+    found = by_sha.get(entry.sha256) if entry.sha256 else None
+    if found is None and not _SHA256.match(entry.text):
+        found = by_uri.get(entry.text) or by_uri.get(str(Path(entry.text).expanduser().resolve()))
+    if found is None:
+        raise NotFoundError(
+            f"{entry.where}: {entry.text!r} is not a training image gmv knows; "
+            "ingest it with `gmv ingest training` or remove it from the list"
+        )
+    return found
+
+
+def resolve_training_ids(conn: psycopg.Connection, entries: list[ListedImage]) -> list[int]:
+    """The training ids of the listed images (each once, in list order); unknown ones are a one-line error."""
+    rows = conn.execute(query("audit", "training_identities")).fetchall()
+    by_sha = {sha: tid for tid, sha, _ in rows}
+    by_uri = {uri: tid for tid, _, uri in rows}
+    return list(dict.fromkeys(_find(entry, by_sha, by_uri) for entry in entries))
+
+
 def values_of(
     conn: psycopg.Connection, entries: list[ListedImage], *, space: str, scheme: str
 ) -> dict[int, float]:
@@ -176,15 +197,7 @@ def values_of(
     by_uri = {uri: (tid, value) for tid, _, uri, value in rows}
     values: dict[int, float] = {}
     for entry in entries:
-        found = by_sha.get(entry.sha256) if entry.sha256 else None
-        if found is None and not _SHA256.match(entry.text):
-            found = by_uri.get(entry.text) or by_uri.get(str(Path(entry.text).expanduser().resolve()))
-        if found is None:
-            raise NotFoundError(
-                f"{entry.where}: {entry.text!r} is not a training image gmv knows; "
-                "ingest it with `gmv ingest training` or remove it from the list"
-            )
-        training_id, value = found
+        training_id, value = _find(entry, by_sha, by_uri)
         if value is None:
             raise NotFoundError(
                 f"{entry.where}: training image {training_id} has no value in space {space!r} / scheme {scheme!r}; "

@@ -24,6 +24,7 @@ DATA_TABLES: tuple[str, ...] = (
     "generated_image",
     "embedding_space",
     "match",
+    "scheme_calibration",
     "revenue_pool",
 )
 # Created and filled by the migrations (the valuation schemes): schema, not data; a reset keeps them.

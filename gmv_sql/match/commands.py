@@ -118,8 +118,20 @@ def match(
         click.echo(
             f"{result.without_vector:,} generated images have no vector in this space; run `gmv embed --space {result.space}`"
         )
+    _calibrate_new_space(app, space)
     if result.matched:
         click.echo("next: gmv value refresh")
+
+
+def _calibrate_new_space(app: App, space) -> None:
+    """The first matches of a space give its softmax_calibrated temperature (kept until recalibrated)."""
+    from gmv_sql.value.calibration import calibrate_missing
+
+    with app.connect() as conn, conn.transaction():
+        for c in calibrate_missing(conn, space.space_id):
+            click.echo(
+                f"calibrated scheme {c.scheme!r} in space {c.space!r}: temperature {c.temperature:.4g} ({c.rule})"
+            )
 
 
 @match.command()

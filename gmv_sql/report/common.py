@@ -22,10 +22,10 @@ class Target:
 
 
 def resolve_target(conn: psycopg.Connection, space: str | None = None, scheme: str | None = None) -> Target:
-    """The named space (default: the only one) and scheme (default: the default scheme, rank_linear)."""
+    """The named space (default: the only one) and scheme (default: the space's default scheme)."""
     found = get_space(conn, space)
     if scheme is None:
-        row = conn.execute(query("report", "default_scheme")).fetchone()
+        row = conn.execute(query("report", "default_scheme"), {"space_id": found.space_id}).fetchone()
     else:
         row = conn.execute(query("report", "scheme_by_name"), {"name": scheme}).fetchone()
     if row is None:

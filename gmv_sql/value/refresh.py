@@ -9,6 +9,7 @@ import psycopg
 
 from gmv_sql.db.catalog import CREDIT_VIEWS, count_rows, qualified
 from gmv_sql.resources import query
+from gmv_sql.value.calibration import calibrate_missing
 
 
 @dataclass
@@ -28,6 +29,9 @@ def refresh(conn: psycopg.Connection) -> list[RefreshResult]:
     results = []
     with conn.transaction():
         conn.execute(query("value", "refresh_settings"))
+        # A space matched outside `gmv match` (or before this scheme existed) gets its temperature here,
+        # so the softmax_calibrated credit is never missing.
+        calibrate_missing(conn)
         # work_mem stays the server's: raising it to 256MB (so the window sorts of gmv.match_weight
         # would not spill) made both refreshes ~2x slower over 1M match rows (docs/BENCHMARKS.md).
         for view in CREDIT_VIEWS:

@@ -4,7 +4,12 @@
 SELECT scheme_id, name FROM gmv.valuation_scheme WHERE name = %(name)s
 
 -- name: default_scheme
-SELECT scheme_id, name FROM gmv.valuation_scheme WHERE is_default
+-- The space's default scheme, else the global default (a space created before it had one).
+SELECT scheme_id, name
+FROM gmv.valuation_scheme
+WHERE scheme_id = coalesce(
+    (SELECT default_scheme_id FROM gmv.embedding_space WHERE space_id = %(space_id)s),
+    (SELECT scheme_id FROM gmv.valuation_scheme WHERE is_default))
 
 -- name: scheme_names
 SELECT name FROM gmv.valuation_scheme ORDER BY scheme_id

@@ -46,7 +46,7 @@ def test_reset_deletes_all_data_keeps_the_schema_and_a_second_reset_is_a_no_op(g
     assert conn.execute("SELECT count(*) FROM report.owner_value").fetchone()[0] == 0
     # The schema stays at head, with its valuation schemes.
     assert current_revision(conn) == head_revision()
-    assert conn.execute("SELECT count(*) FROM gmv.valuation_scheme").fetchone()[0] == 4
+    assert conn.execute("SELECT count(*) FROM gmv.valuation_scheme").fetchone()[0] == 5
 
     again = gmv("db", "reset", "--yes").output
     assert "holds no gmv data: nothing deleted" in again, again

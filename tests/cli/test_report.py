@@ -30,7 +30,13 @@ def matched(gmv, conn):
 
 def test_value_refresh_prints_totals(gmv, matched):
     rows = json.loads(gmv("value", "refresh", "--format", "json").stdout)
-    assert {r["scheme"] for r in rows} == {"rank_linear", "reciprocal_rank", "softmax_distance", "uniform"}
+    assert {r["scheme"] for r in rows} == {
+        "rank_linear",
+        "reciprocal_rank",
+        "softmax_distance",
+        "softmax_calibrated",
+        "uniform",
+    }
     for r in rows:
         assert r["space"] == "test" and float(r["total_credit"]) == pytest.approx(matched["quality"].sum())
 

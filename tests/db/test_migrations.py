@@ -20,8 +20,16 @@ TABLES = [
     "match",
     "valuation_scheme",
     "revenue_pool",
+    "scheme_calibration",
 ]
-REPORT_VIEWS = ["training_value", "owner_value", "license_value", "attribution", "royalty_statement"]
+REPORT_VIEWS = [
+    "training_value",
+    "owner_value",
+    "license_value",
+    "attribution",
+    "royalty_statement",
+    "scheme_setting",
+]
 MATERIALIZED = ["training_credit", "training_credit_monthly"]
 
 
@@ -51,6 +59,7 @@ def test_every_table_and_view_exists(conn):
         "rank_linear",
         "reciprocal_rank",
         "softmax_distance",
+        "softmax_calibrated",
         "uniform",
     }
 

@@ -31,7 +31,7 @@ def numpy_credit(matches, quality, schemes) -> dict[tuple[str, int], float]:
                 raw = k - ranks + 1
             elif formula == "reciprocal_rank":
                 raw = 1 / ranks
-            elif formula == "softmax_distance":
+            elif formula in ("softmax_distance", "softmax_calibrated"):
                 raw = np.exp(-(dists - dists.min()) / temperature)  # underflows to 0.0 quietly in numpy
             else:
                 raw = np.ones_like(ranks)
@@ -41,9 +41,13 @@ def numpy_credit(matches, quality, schemes) -> dict[tuple[str, int], float]:
     return credit
 
 
-def _schemes(conn):
+def _schemes(conn, space_id: int | None = None):
+    """(name, formula, temperature) with the space's calibrated temperature (tests/db/test_calibration.py
+    checks that temperature against numpy)."""
     return conn.execute(
-        "SELECT name, formula, temperature FROM gmv.valuation_scheme ORDER BY scheme_id"
+        "SELECT s.name, s.formula, coalesce(c.temperature, s.temperature) FROM gmv.valuation_scheme s "
+        "LEFT JOIN gmv.scheme_calibration c ON c.scheme_id = s.scheme_id AND c.space_id = %s ORDER BY s.scheme_id",
+        (space_id,),
     ).fetchall()
 
 
@@ -52,7 +56,7 @@ def _check_against_numpy(conn, space_id: int) -> None:
         "SELECT generated_id, rank, training_id, distance, k FROM gmv.match WHERE space_id = %s", (space_id,)
     ).fetchall()
     quality = dict(conn.execute("SELECT generated_id, quality FROM gmv.generated_image"))
-    expected = numpy_credit(matches, quality, _schemes(conn))
+    expected = numpy_credit(matches, quality, _schemes(conn, space_id))
     got = {
         (scheme, t): v
         for scheme, t, v in conn.execute(
@@ -65,7 +69,7 @@ def _check_against_numpy(conn, space_id: int) -> None:
     for key, value in expected.items():
         assert got[key] == pytest.approx(value, abs=1e-9, rel=1e-12), key
     matched_quality = sum(quality[g] for g in {m[0] for m in matches})
-    for name, _, _ in _schemes(conn):
+    for name, _, _ in _schemes(conn, space_id):
         total = sum(v for (s, _), v in got.items() if s == name)
         assert total == pytest.approx(matched_quality, abs=1e-9), name
 
