@@ -54,11 +54,16 @@ SELECT sp.name AS space,
        sp.match_k AS k,
        gmv.space_vector_count('training', sp.space_id) AS n_training_vectors,
        gmv.space_vector_count('generated', sp.space_id) AS n_generated_vectors,
-       (SELECT count(DISTINCT m.generated_id) FROM gmv.match AS m WHERE m.space_id = sp.space_id) AS n_matched_generated,
-       (SELECT count(*) FROM gmv.match AS m WHERE m.space_id = sp.space_id) AS n_match_rows,
+       m.n_matched_generated,
+       m.n_match_rows,
        (SELECT count(*) FROM gmv.match_run AS r WHERE r.space_id = sp.space_id) AS n_match_runs,
        sp.created_at
-FROM gmv.embedding_space AS sp;
+FROM gmv.embedding_space AS sp
+CROSS JOIN LATERAL (
+    SELECT count(DISTINCT x.generated_id) AS n_matched_generated, count(*) AS n_match_rows
+    FROM gmv.match AS x
+    WHERE x.space_id = sp.space_id
+) AS m;
 COMMENT ON VIEW report.space IS
     'Embedding spaces: one model + weights + preprocessing + dim, the index that serves matching, k and counts.';
 COMMENT ON COLUMN report.space.space IS 'Name of the embedding space.';
@@ -144,10 +149,13 @@ SELECT s.statement_id,
        s.provenance -> 'space' ->> 'weights_sha256' AS weights_sha256,
        (s.provenance ->> 'k')::integer AS k,
        (s.provenance -> 'scheme' ->> 'temperature')::double precision AS temperature,
-       (SELECT min((r ->> 'recall_at_k')::double precision)
-        FROM jsonb_array_elements(s.provenance -> 'match_runs') AS r) AS min_recall_at_k,
+       r.min_recall_at_k,
        s.provenance
-FROM gmv.statement AS s;
+FROM gmv.statement AS s
+CROSS JOIN LATERAL (
+    SELECT min((mr.value ->> 'recall_at_k')::double precision) AS min_recall_at_k
+    FROM jsonb_array_elements(coalesce(s.provenance -> 'match_runs', '[]'::jsonb)) AS mr(value)
+) AS r;
 COMMENT ON VIEW report.statement IS
     'Issued royalty statements (frozen): originals, adjustments (per-owner deltas so that issued + adjustments = what the data says now) and reversals, with provenance.';
 COMMENT ON COLUMN report.statement.statement_id IS 'Stable id of the statement (printed on issue; gmv statement show ID).';
