@@ -57,18 +57,9 @@ def cli(ctx: click.Context, database_url: str | None) -> None:
     ctx.obj = App(cli_database_url=database_url)
 
 
-for command in (
-    db,
-    ingest,
-    embed,
-    match,
-    value,
-    report,
-    statement,
-    audit,
-    demo,
-):  # the pipeline's order in --help
+for command in (db, ingest, embed, match, value, report, audit, demo):  # the pipeline's order in --help
     cli.add_command(command)
+cli.add_command(statement)  # the ledger: issued royalty statements
 
 
 def main() -> None:
