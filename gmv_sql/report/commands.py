@@ -12,6 +12,7 @@ from gmv_sql.output import emit, format_option, read
 from gmv_sql.report import royalties as royalty
 from gmv_sql.report.common import Target, credit_is_stale, ineligible_matches, resolve_target
 from gmv_sql.resources import query
+from gmv_sql.value.refresh import refresh
 
 space_option = click.option("--space", metavar="NAME", help="Embedding space [default: the only one].")
 scheme_option = click.option("--scheme", metavar="NAME", help="Valuation scheme [default: rank_linear].")
@@ -102,6 +103,7 @@ def royalties(
         scope = resolve_scope(conn, generator, run)
         if issue:
             issued = statements.issue(conn, target, month, scope, pool=amount, currency=code, reason=reason)
+            refresh(conn)  # report views (report.royalty_statement among them) agree with what was issued
             _print_issued(issued, fmt)
             return
         _warn_if_ineligible(conn, target)
