@@ -15,6 +15,7 @@ from gmv_sql.demo.commands import demo
 from gmv_sql.embed.commands import embed
 from gmv_sql.errors import GmvError
 from gmv_sql.ingest.commands import ingest
+from gmv_sql.ledger.commands import statement
 from gmv_sql.match.commands import match
 from gmv_sql.report.commands import report
 from gmv_sql.value.commands import value
@@ -58,6 +59,7 @@ def cli(ctx: click.Context, database_url: str | None) -> None:
 
 for command in (db, ingest, embed, match, value, report, audit, demo):  # the pipeline's order in --help
     cli.add_command(command)
+cli.add_command(statement)  # the ledger: issued royalty statements
 
 
 def main() -> None:

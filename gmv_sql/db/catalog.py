@@ -23,10 +23,14 @@ DATA_TABLES: tuple[str, ...] = (
     "generation_run",
     "generated_image",
     "embedding_space",
+    "match_run",
     "match",
     "scheme_calibration",
     "revenue_pool",
 )
+# Issued statements (gmv_sql/ledger): never updated or deleted (triggers refuse it), so counted but
+# not emptied by `gmv db reset`.
+LEDGER_TABLES: tuple[str, ...] = ("statement", "statement_line", "statement_credit", "statement_match")
 # Created and filled by the migrations (the valuation schemes): schema, not data; a reset keeps them.
 SCHEMA_TABLES: tuple[str, ...] = ("valuation_scheme",)
 # The valuation stage's materialized views (sql/derived/10_valuation.sql), refreshed in this order.

@@ -17,6 +17,7 @@ from gmv_sql.resources import query
 EMBED = 0x656D62  # "emb": gmv embed and gmv embed import, one writer of a space's vectors at a time
 MATCH = 0x6D6174  # "mat": gmv match, one run per space at a time
 SPACES = 0x737063  # "spc": creating an embedding space (second key 0); concurrent creators queue
+LEDGER = 0x6C6467  # "ldg": issuing statements of a space (second key space_id); issuers queue
 
 # What a held lock means, for the error message.
 _BUSY = {

@@ -48,6 +48,13 @@ from gmv_sql.spaces import get_space
     is_flag=True,
     help="Delete this space's matches first and match everything again (to change k).",
 )
+@click.option(
+    "--recall-sample",
+    type=click.IntRange(min=0),
+    default=100,
+    show_default=True,
+    help="Generated images of this run whose recall@k against exact search is measured and recorded (0: skip).",
+)
 @click.pass_context
 def match(
     ctx: click.Context,
@@ -59,13 +66,17 @@ def match(
     batch_alias: int | None,
     workers: int | None,
     rematch: bool,
+    recall_sample: int,
 ) -> None:
     """Find the k nearest training images of every generated image not yet matched (SQL + HNSW).
 
     Opted-out training images and those under excluded licences are never matched. Work is
     committed per batch: after an interruption, run the same command again to finish.
 
-    Example: gmv match --space effnet --k 10
+    Each run is recorded in gmv.match_run (report.match_run) with its settings and the recall@k
+    it measured on a sample of the images it matched; every match row names its run.
+
+    Example: gmv match --space effnet --k 10 --recall-sample 200
     """
     if ctx.invoked_subcommand is not None:
         return
@@ -92,6 +103,7 @@ def match(
             rematch=rematch,
             on_progress=lambda n: bar[0].update(n),
             on_total=start,
+            recall_sample=recall_sample,
         )
     finally:
         if bar:
@@ -101,6 +113,17 @@ def match(
         f"matched {result.matched:,} generated images in space {result.space!r} (k={result.k}, {how}, "
         f"{result.workers} connections): {result.rows:,} rows in {result.seconds:.1f}s ({result.rate:,.0f}/s)"
     )
+    if result.recall_status == "measured":
+        click.echo(
+            f"recall@{result.k} {result.recall:.3f} against exact search on {result.recall_sample:,} "
+            f"of the images matched (match run {result.run_id})"
+        )
+    elif result.recall_status == "skipped":
+        click.echo(
+            f"recall not measured (--recall-sample 0), recorded as skipped (match run {result.run_id})"
+        )
+    else:
+        click.echo(f"match run {result.run_id} recorded")
     if result.pending and not result.eligible_training:
         click.echo(
             f"no training image in space {result.space!r} can be matched (none has a vector, or all are opted out "

@@ -67,6 +67,7 @@ class MatchPlan:
     ineligible: tuple[int, ...] = ()  # training ids never matched (opted out, excluded licences)
     expected: int = 0  # rows each generated image must get: min(k, eligible training vectors)
     batch: int = DEFAULT_BATCH  # generated images per transaction
+    run_id: int | None = None  # the gmv.match_run the inserted rows name
 
     def params(self, **extra) -> dict:
         """Query parameters of knn_insert / knn_select."""
@@ -75,6 +76,7 @@ class MatchPlan:
             "k": self.k,
             "exact": self.exact,
             "ineligible": list(self.ineligible),
+            "run_id": self.run_id,
             **extra,
         }
 
@@ -131,6 +133,10 @@ class MatchResult:
     workers: int
     eligible_training: int = 0  # training vectors that may be matched (not opted out, licence not excluded)
     pending: int = 0  # generated images that needed matching at the start
+    run_id: int | None = None  # the gmv.match_run row of this run
+    recall: float | None = None  # recall@k measured on a sample of the images matched (None: not measured)
+    recall_sample: int = 0
+    recall_status: str = ""  # measured, skipped, exact, nothing_matched
 
     @property
     def rate(self) -> float:
@@ -180,12 +186,19 @@ def match_space(
     rematch: bool = False,
     on_progress: Callable[[int], None] | None = None,
     on_total: Callable[[int], None] | None = None,
+    recall_sample: int = 100,
 ) -> MatchResult:
     """Match every generated image of the space that has no match rows yet (see module docstring).
 
     connect opens an autocommit connection (App.connect): one holds the space's match lock, and each
-    worker opens its own.
+    worker opens its own. The run is recorded in gmv.match_run with the recall@k of its search
+    against exact search on recall_sample of the images it matched (0: not measured, recorded so).
     """
+    from gmv_sql.match import recall as recall_check
+    from gmv_sql.match import runs
+
+    if recall_sample < 0:
+        raise InputError(f"--recall-sample {recall_sample} must be 0 (skip) or more")
     if batch < 1:
         raise InputError(f"--batch-size {batch} must be at least 1")
     workers = default_workers(8) if workers is None else workers
@@ -199,12 +212,15 @@ def match_space(
             if rematch:
                 conn.execute(query("match", "delete_space_matches"), {"space_id": space.space_id})
             spaces.set_match_k(conn, space, k)
+            run_id = runs.start(conn, space, k=k, exact=exact, ef_search=ef, rematch=rematch)
             unmatched = conn.execute(query("match", "unmatch_ineligible"), {"space_id": space.space_id})
             unmatched_images = len({r[0] for r in unmatched})
         ineligible = ineligible_training(conn)
         n_vectors = store.count_vectors(conn, space)
         eligible = n_vectors - (len(store.present(conn, space, "training", ineligible)) if ineligible else 0)
-        plan = MatchPlan(space, k, ef, exact, tuple(ineligible), expected=min(k, eligible), batch=batch)
+        plan = MatchPlan(
+            space, k, ef, exact, tuple(ineligible), expected=min(k, eligible), batch=batch, run_id=run_id
+        )
         pending = [
             r[0] for r in conn.execute(spaces.render("match", "pending_generated", space), plan.params())
         ]
@@ -214,6 +230,16 @@ def match_space(
         work = _batches(pending, batch) if plan.expected > 0 else []
         n_workers = max(1, min(workers, len(work)))
         totals = _run_workers(connect, plan, work, n_workers, on_progress=on_progress)
+        if exact:
+            measured = runs.RunRecall("exact", 1.0)
+        elif not totals["matched"]:
+            measured = runs.RunRecall("nothing_matched")
+        elif recall_sample == 0:
+            measured = runs.RunRecall("skipped")
+        else:
+            found = recall_check.measure(conn, plan, recall_check.sample_ids(pending, recall_sample))
+            measured = runs.RunRecall("measured", found.recall, found.sample)
+        runs.finish(conn, run_id, matched=totals["matched"], rows=totals["rows"], recall=measured)
     return MatchResult(
         space=space.name,
         k=k,
@@ -228,6 +254,10 @@ def match_space(
         workers=n_workers,
         eligible_training=eligible,
         pending=len(pending),
+        run_id=run_id,
+        recall=measured.recall,
+        recall_sample=measured.sample,
+        recall_status=measured.status,
     )
 
 

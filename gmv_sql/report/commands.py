@@ -12,6 +12,7 @@ from gmv_sql.output import emit, format_option, read
 from gmv_sql.report import royalties as royalty
 from gmv_sql.report.common import Target, credit_is_stale, ineligible_matches, resolve_target
 from gmv_sql.resources import query
+from gmv_sql.value.refresh import refresh
 
 space_option = click.option("--space", metavar="NAME", help="Embedding space [default: the only one].")
 scheme_option = click.option("--scheme", metavar="NAME", help="Valuation scheme [default: rank_linear].")
@@ -46,49 +47,135 @@ def report() -> None:
 @click.option(
     "--period", required=True, metavar="YYYY-MM", help="Month (UTC) whose generated images are paid for."
 )
-@click.option("--pool", required=True, metavar="AMOUNT", help="Money to split, e.g. 1250.00.")
+@click.option(
+    "--pool",
+    metavar="AMOUNT",
+    help="Money to split, e.g. 1250.00; recorded for the month and scope [default: the recorded pool].",
+)
 @click.option("--currency", default="EUR", show_default=True, help="Three-letter currency code.")
 @space_option
 @scheme_option
+@click.option("--generator", metavar="NAME", help="Scope: pay for this generator's outputs only.")
+@click.option("--run", metavar="NAME", help="Scope: only this run of --generator.")
+@click.option(
+    "--issue",
+    is_flag=True,
+    help="Issue (freeze) the statement; if the month and scope have one already, issue an adjustment.",
+)
+@click.option("--reason", metavar="TEXT", help="With --issue: why, stored with the statement (adjustments).")
 @format_option
 @pass_app
 def royalties(
-    app: App, period: str, pool: str, currency: str, space: str | None, scheme: str | None, fmt: str
+    app: App,
+    period: str,
+    pool: str | None,
+    currency: str,
+    space: str | None,
+    scheme: str | None,
+    generator: str | None,
+    run: str | None,
+    issue: bool,
+    reason: str | None,
+    fmt: str,
 ) -> None:
-    """Record a month's revenue pool, refresh credit and print each owner's share in cents.
+    """Record a month's revenue pool and print each owner's share in cents; --issue freezes it.
 
     Credit of images under royalty-bearing licences is paid pro rata; the amounts add up exactly
-    to the pool. Credit under other licences is shown as unpaid_credit. Running it again for the
-    same month, space and scheme replaces the pool.
+    to the pool. Credit under other licences is shown as unpaid_credit. Without --issue this is a
+    draft: running it again replaces the pool. With --issue the statement is written for good
+    (gmv statement show ID); issuing again for the same month and scope writes an adjustment (what
+    the data says now minus what was issued). --generator [--run] scope a pool to one model's outputs.
 
+    \b
     Example: gmv report royalties --period 2026-01 --pool 1250.00 --currency EUR
+             gmv report royalties --period 2026-01 --issue --reason "owner opted out"
     """
+    from gmv_sql.ledger import statements
+    from gmv_sql.ledger.draft import resolve_scope
+
     month = royalty.parse_period(period)
-    amount = royalty.parse_pool(pool)
+    amount = royalty.parse_pool(pool) if pool is not None else None
     code = royalty.parse_currency(currency)
+    if reason is not None and not issue:
+        raise InputError("--reason is stored with an issued statement; add --issue, or drop --reason")
     with app.connect() as conn:
         target = resolve_target(conn, space, scheme)
+        scope = resolve_scope(conn, generator, run)
+        if issue:
+            issued = statements.issue(conn, target, month, scope, pool=amount, currency=code, reason=reason)
+            refresh(conn)  # report views (report.royalty_statement among them) agree with what was issued
+            _print_issued(issued, fmt)
+            return
         _warn_if_ineligible(conn, target)
-        statement = royalty.record_and_split(conn, target, month, amount, code)
-    emit(statement.rows, statement.table.columns, fmt)
-    if not statement.rows:
+        if scope.generator is None and amount is not None:
+            # Records the pool and refreshes the credit views, so report views agree with the draft.
+            royalty.record_and_split(conn, target, month, amount, code)
+            found = statements.draft(conn, target, month, scope)
+        else:
+            found = statements.draft(conn, target, month, scope, pool=amount, currency=code)
+    _print_draft(found, fmt)
+
+
+def _print_draft(found, fmt: str) -> None:
+    label = f"{found.key.period:%Y-%m}"
+    rows = [
+        (label, line.owner, line.credit, line.unpaid_credit, line.share, line.due, found.pool.currency)
+        for line in found.computation.lines
+    ]
+    emit(rows, ["period", "owner", "credit", "unpaid_credit", "share", "amount", "currency"], fmt)
+    scope = "" if found.key.scope.generator is None else f" ({found.key.scope.label})"
+    due = found.computation.due
+    if not rows:
         click.echo(
-            f"note: no generated image created in {statement.period} is matched in space {target.space!r}: "
+            f"note: no generated image created in {label}{scope} is matched in space {found.target.space!r}: "
             "nothing to pay (pool recorded)",
             err=True,
         )
-    elif statement.paid != statement.pool:
+    elif due != found.pool.amount:
         click.echo(
-            f"note: no royalty-bearing credit in {statement.period}: {statement.paid} of {statement.pool} "
-            f"{statement.currency} paid",
+            f"note: no royalty-bearing credit in {label}{scope}: {due} of {found.pool.amount} "
+            f"{found.pool.currency} paid",
             err=True,
         )
     else:
         click.echo(
-            f"{statement.period} {target.space}/{target.scheme}: {statement.pool} {statement.currency} split over "
-            f"{sum(1 for r in statement.rows if r.amount > 0)} owners",
+            f"{label} {found.target.space}/{found.target.scheme}{scope}: {found.pool.amount} {found.pool.currency} "
+            f"split over {sum(1 for line in found.computation.lines if line.due > 0)} owners (draft)",
             err=True,
         )
+    if found.previous:
+        change = found.computation.amount
+        click.echo(
+            f"note: statement(s) {', '.join(str(i) for i, _ in found.previous)} issued for this month; the draft "
+            f"differs from them by {change} {found.pool.currency}"
+            + (" and per owner" if found.computation.changes_anything() else "")
+            + "; add --issue to issue an adjustment",
+            err=True,
+        )
+
+
+def _print_issued(issued, fmt: str) -> None:
+    from gmv_sql.ledger.statements import Draft
+
+    if isinstance(issued, Draft):
+        click.echo(
+            f"nothing to adjust: statements {', '.join(str(i) for i, _ in issued.previous)} already pay what the "
+            "data says for this month and scope; nothing issued",
+            err=True,
+        )
+        return
+    from gmv_sql.ledger.commands import print_lines
+
+    d = issued.draft
+    print_lines(issued.draft.computation, d.pool.currency, fmt)
+    scope = "" if d.key.scope.generator is None else f", {d.key.scope.label}"
+    click.echo(
+        f"issued statement {issued.statement_id} ({issued.kind}) for {d.key.period:%Y-%m} "
+        f"({d.target.space}/{d.target.scheme}{scope}): {issued.draft.computation.amount} {d.pool.currency} "
+        f"over {sum(1 for line in d.computation.lines if line.amount)} owners; show it with "
+        f"`gmv statement show {issued.statement_id}`",
+        err=True,
+    )
 
 
 @report.command()

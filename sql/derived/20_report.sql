@@ -99,6 +99,8 @@ WITH owner_credit AS (
       ON c.space_id = p.space_id AND c.scheme_id = p.scheme_id AND c.period = p.period
     JOIN gmv.training_image AS t USING (training_id)
     JOIN gmv.license AS l USING (license_id)
+    -- Pools scoped to a generator (or run) are split by the ledger (gmv_sql/ledger), per generated image.
+    WHERE p.generator_id IS NULL
     GROUP BY p.pool_id, t.owner_id
 ), exact AS (
     SELECT oc.*,
@@ -136,4 +138,4 @@ JOIN gmv.revenue_pool AS p USING (pool_id)
 JOIN gmv.embedding_space AS sp ON sp.space_id = p.space_id
 JOIN gmv.valuation_scheme AS vs ON vs.scheme_id = p.scheme_id;
 COMMENT ON VIEW report.royalty_statement IS
-    'Per-owner royalty statement for each revenue pool (month, space, scheme): the pool is split pro rata to credit of royalty-bearing images, in cents that add up exactly to the pool; unpaid_credit is credit under non-royalty-bearing licences (shown, not paid).';
+    'Per-owner royalty draft for each unscoped revenue pool (month, space, scheme): the pool is split pro rata to credit of royalty-bearing images, in cents that add up exactly to the pool; unpaid_credit is credit under non-royalty-bearing licences (shown, not paid).';

@@ -61,8 +61,8 @@ RETURNING m.generated_id
 
 -- name: knn_insert
 -- One statement per batch: generated ids in [lo, hi] that have no match rows yet.
-INSERT INTO gmv.match (space_id, generated_id, rank, training_id, distance, k, exact)
-SELECT %(space_id)s, g.generated_id, nn.rank, nn.training_id, nn.distance, %(k)s, %(exact)s
+INSERT INTO gmv.match (space_id, generated_id, rank, training_id, distance, k, exact, run_id)
+SELECT %(space_id)s, g.generated_id, nn.rank, nn.training_id, nn.distance, %(k)s, %(exact)s, %(run_id)s
 FROM {generated} AS g
 {top_k}
 WHERE g.generated_id BETWEEN %(lo)s AND %(hi)s

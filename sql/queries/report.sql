@@ -25,7 +25,7 @@ SELECT (SELECT count(*) FROM gmv.match WHERE space_id = %(space_id)s)
 -- name: upsert_pool
 INSERT INTO gmv.revenue_pool (period, amount, currency, space_id, scheme_id)
 VALUES (%(period)s, %(amount)s, %(currency)s, %(space_id)s, %(scheme_id)s)
-ON CONFLICT (period, space_id, scheme_id)
+ON CONFLICT (period, space_id, scheme_id, generator_id, run_id)  -- unscoped: both NULL (NULLS NOT DISTINCT)
 DO UPDATE SET amount = EXCLUDED.amount, currency = EXCLUDED.currency, created_at = now()
 
 -- name: royalty_statement

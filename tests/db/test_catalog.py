@@ -14,7 +14,7 @@ def test_catalog_names_every_table_and_materialized_view_of_schema_gmv(conn):
     }
     assert vector_tables == {"gmv.training_embedding_1", "gmv.generated_embedding_1"}
     tables = {r[0] for r in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'gmv'")}
-    assert tables == {*catalog.DATA_TABLES, *catalog.SCHEMA_TABLES} | {
+    assert tables == {*catalog.DATA_TABLES, *catalog.SCHEMA_TABLES, *catalog.LEDGER_TABLES} | {
         t.removeprefix("gmv.") for t in vector_tables
     }
     views = {r[0] for r in conn.execute("SELECT matviewname FROM pg_matviews WHERE schemaname = 'gmv'")}

@@ -248,7 +248,9 @@ def test_consolidate_down_and_up_keeps_rows_and_cascades(db_url):
             ).fetchone()
             == counts
         )
-    assert at_0003["triggers"] == at_head["triggers"] and at_0003["options"] == at_head["options"]
+    # The ledger's tables (and their triggers) come after 0004.
+    before_ledger = [t for t in at_head["triggers"] if not t[0].startswith("gmv.statement")]
+    assert at_0003["triggers"] == before_ledger and at_0003["options"] == at_head["options"]
     assert "gmv.embedding_table(text,integer)" not in at_0003["functions"]
     upgrade(db_url)
     with connect(db_url) as conn:

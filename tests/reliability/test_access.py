@@ -51,8 +51,21 @@ OUTSIDE_A_TRANSACTION = {"CREATE DATABASE mallory": "DROP DATABASE mallory"}
 
 
 @pytest.fixture
-def seeded(conn):
-    return seed(conn, n_training=30, n_generated=10, dim=4, k=3, months=2, pool="1000.00")
+def seeded(conn, db_url):
+    world = seed(conn, n_training=30, n_generated=10, dim=4, k=3, months=2, pool="1000.00")
+    # A recorded match run and an issued statement, so that every report view has rows.
+    from functools import partial
+
+    from gmv_sql.db.connect import connect
+    from gmv_sql.ledger import statements
+    from gmv_sql.ledger.draft import Scope
+    from gmv_sql.match import matcher
+    from gmv_sql.report.common import resolve_target
+    from gmv_sql.report.royalties import parse_period
+
+    matcher.match_space(partial(connect, db_url), world["space"])
+    statements.issue(conn, resolve_target(conn), parse_period("2026-01"), Scope())
+    return world
 
 
 def _execute(conn: psycopg.Connection, statement: str) -> None:

@@ -1,0 +1,1 @@
+"""The ledger: drafts, issued (frozen) statements, adjustments and reversals, and their verification."""

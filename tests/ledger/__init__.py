@@ -1,0 +1,1 @@
+"""The ledger: match runs, issued statements, adjustments, scopes, verification."""
