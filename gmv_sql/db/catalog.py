@@ -25,6 +25,8 @@ DATA_TABLES: tuple[str, ...] = (
     "embedding_space",
     "match",
     "revenue_pool",
+    "match_coverage",
+    "rights_change",
 )
 # Created and filled by the migrations (the valuation schemes): schema, not data; a reset keeps them.
 SCHEMA_TABLES: tuple[str, ...] = ("valuation_scheme",)

@@ -239,7 +239,10 @@ def test_consolidate_down_and_up_keeps_rows_and_cascades(db_url):
             ).fetchone()
             == counts
         )
-    assert at_0003["triggers"] == at_head["triggers"] and at_0003["options"] == at_head["options"]
+    # Later revisions add triggers of their own (0007: the rights log); 0003's cascades are all back.
+    later = {t for t in at_head["triggers"] if t[1].startswith("log_rights")}
+    assert at_0003["triggers"] == [t for t in at_head["triggers"] if t not in later]
+    assert at_0003["options"] == at_head["options"]
     assert "gmv.embedding_table(text,integer)" not in at_0003["functions"]
     upgrade(db_url)
     with connect(db_url) as conn:
