@@ -17,6 +17,7 @@ from gmv_sql.errors import GmvError
 from gmv_sql.ingest.commands import ingest
 from gmv_sql.match.commands import match
 from gmv_sql.report.commands import report
+from gmv_sql.rights.commands import license_group, rights_group
 from gmv_sql.value.commands import value
 
 
@@ -56,7 +57,18 @@ def cli(ctx: click.Context, database_url: str | None) -> None:
     ctx.obj = App(cli_database_url=database_url)
 
 
-for command in (db, ingest, embed, match, value, report, audit, demo):  # the pipeline's order in --help
+for command in (
+    db,
+    ingest,
+    embed,
+    match,
+    value,
+    report,
+    audit,
+    demo,
+    rights_group,
+    license_group,
+):  # the pipeline's order in --help
     cli.add_command(command)
 
 

@@ -171,6 +171,10 @@ WITH late AS MATERIALIZED (
         WHERE NOT x.excluded
           AND NOT gmv.opted_out_for(x.opted_out, x.opted_out_from, gi.created_at)
           AND (kth.n < kth.k OR (x.embedding {op} g.embedding, x.training_id) < (kth.distance, kth.training_id))
+          AND NOT EXISTS (  -- already among g's matches: it has competed
+              SELECT 1 FROM gmv.match AS m
+              WHERE m.space_id = %(space_id)s AND m.generated_id = kth.generated_id AND m.training_id = x.training_id
+          )
     )
 )
 DELETE FROM gmv.match AS m
