@@ -21,7 +21,14 @@ TABLES = [
     "valuation_scheme",
     "revenue_pool",
 ]
-REPORT_VIEWS = ["training_value", "owner_value", "license_value", "attribution", "royalty_statement"]
+REPORT_VIEWS = [
+    "training_value",
+    "owner_value",
+    "license_value",
+    "attribution",
+    "royalty_statement",
+    "rights_change",
+]
 MATERIALIZED = ["training_credit", "training_credit_monthly"]
 
 
