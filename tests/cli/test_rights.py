@@ -219,3 +219,12 @@ def test_manifest_rights_conflicts_are_refused_before_anything_is_stored(gmv, co
     assert "opted_out 'maybe' must be true or false" in out
     assert conn.execute("SELECT count(*) FROM gmv.training_image").fetchone()[0] == stored
     assert conn.execute("SELECT count(*) FROM gmv.license WHERE name = 'x'").fetchone()[0] == 0
+
+
+def test_reports_note_only_matches_a_dated_opt_out_covers(gmv, conn):
+    seed(conn, n_training=30, n_generated=10, dim=4, k=3, owners=["ann", "bob"])  # outputs of 2026-01-15
+    gmv("value", "refresh")
+    gmv("rights", "opt-out", "--owner", "ann", "--from", "2026-02-01")
+    assert "note:" not in gmv("report", "owners").output
+    gmv("rights", "opt-out", "--owner", "ann", "--from", "2026-01-15")
+    assert "point at training images opted out" in gmv("report", "owners").output

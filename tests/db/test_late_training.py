@@ -160,3 +160,21 @@ def test_gmv_match_says_how_many_images_late_vectors_rematched(gmv, conn):
     assert stale >= 2
     assert f"re-matched {stale:,} generated images that training images embedded (or made eligible)" in out
     assert f"matched {stale:,} generated images" in out
+
+
+def test_upgrading_counts_the_stored_vectors_of_matched_spaces_as_covered(db_url):
+    from gmv_sql.db.migrate import downgrade, upgrade
+
+    downgrade(db_url, "0004_consolidate")
+    with connect(db_url, autocommit=True) as conn:
+        # Written as before 0007: no opted_out_from column, no rights triggers.
+        world = seed(conn, n_training=20, n_generated=6, dim=4, k=3)
+        seed(conn, n_training=5, n_generated=2, dim=4, space="unmatched", seed=1)
+    upgrade(db_url)
+    with connect(db_url, autocommit=True) as conn:
+        covered = conn.execute("SELECT space_id, count(*) FROM gmv.match_coverage GROUP BY 1").fetchall()
+        assert covered == [(world["space"].space_id, 20)]
+        before = _snapshot(conn, world["space"].space_id)
+    assert _match(db_url, world["space"]).late_rematched == 0
+    with connect(db_url, autocommit=True) as conn:
+        assert _snapshot(conn, world["space"].space_id) == before
