@@ -132,9 +132,8 @@ class MatchResult:
     workers: int
     eligible_training: int = 0  # training vectors that may be matched (not opted out, licence not excluded)
     pending: int = 0  # generated images that needed matching at the start
-    late_rematched: int = (
-        0  # generated images re-matched because late training vectors could enter their top-k
-    )
+    # generated images re-matched because late training vectors could enter their top-k
+    late_rematched: int = 0
 
     @property
     def rate(self) -> float:
