@@ -18,6 +18,7 @@ from gmv_sql.ingest.commands import ingest
 from gmv_sql.ledger.commands import statement
 from gmv_sql.match.commands import match
 from gmv_sql.report.commands import report
+from gmv_sql.rights.commands import license_group, rights_group
 from gmv_sql.value.commands import value
 
 
@@ -57,7 +58,18 @@ def cli(ctx: click.Context, database_url: str | None) -> None:
     ctx.obj = App(cli_database_url=database_url)
 
 
-for command in (db, ingest, embed, match, value, report, audit, demo):  # the pipeline's order in --help
+for command in (
+    db,
+    ingest,
+    embed,
+    match,
+    value,
+    report,
+    audit,
+    demo,
+    rights_group,
+    license_group,
+):  # the pipeline's order in --help
     cli.add_command(command)
 cli.add_command(statement)  # the ledger: issued royalty statements
 

@@ -27,6 +27,8 @@ DATA_TABLES: tuple[str, ...] = (
     "match",
     "scheme_calibration",
     "revenue_pool",
+    "match_coverage",
+    "rights_change",
 )
 # Issued statements (gmv_sql/ledger): never updated or deleted (triggers refuse it), so counted but
 # not emptied by `gmv db reset`.

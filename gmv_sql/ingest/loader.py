@@ -162,13 +162,43 @@ def _strict_check(conn: psycopg.Connection, rows: Sequence[Row]) -> None:
         raise InputError(f"--strict: unknown {shown}; create them first or drop --strict to create them")
 
 
-def _store_training_batch(conn: psycopg.Connection, batch: list[_Item], strict: bool) -> tuple[int, int]:
+def _license_terms(conn: psycopg.Connection, rows: Sequence[Row]) -> dict[str, bool]:
+    """royalty_bearing per licence from the manifest; refuses a licence given two values, or one
+    that disagrees with the stored licence (changing terms is `gmv license set`, which logs it)."""
+    terms: dict[str, bool] = {}
+    for row in rows:
+        if row.royalty_bearing is None or row.license is None:
+            continue
+        if terms.setdefault(row.license, row.royalty_bearing) != row.royalty_bearing:
+            raise InputError(
+                f"licence {row.license!r} is given both royalty_bearing true and false in the manifest; "
+                "give one value per licence"
+            )
+    if terms:
+        stored = dict(conn.execute(query("ingest", "license_terms"), {"names": list(terms)}).fetchall())
+        for name, bearing in terms.items():
+            if name in stored and stored[name] != bearing:
+                flag = "--royalty-bearing" if bearing else "--no-royalty-bearing"
+                raise ConflictError(
+                    f"licence {name!r} is stored with royalty_bearing {str(stored[name]).lower()}, the manifest says "
+                    f"{str(bearing).lower()}; change it with `gmv license set {name} {flag}` or fix the manifest"
+                )
+    return terms
+
+
+def _store_training_batch(
+    conn: psycopg.Connection, batch: list[_Item], strict: bool, terms: dict[str, bool] | None = None
+) -> tuple[int, int]:
     owners = sorted({i.row.owner for i in batch})
     licenses = sorted({i.row.license for i in batch})
+    terms = terms or {}
     with conn.transaction():
         if not strict:
             conn.execute(query("ingest", "create_owners"), {"names": owners})
-            conn.execute(query("ingest", "create_licenses"), {"names": licenses})
+            conn.execute(
+                query("ingest", "create_licenses"),
+                {"names": licenses, "royalty_bearing": [terms.get(n) for n in licenses]},
+            )
         owner_ids = dict(conn.execute(query("ingest", "owner_ids"), {"names": owners}).fetchall())
         license_ids = dict(conn.execute(query("ingest", "license_ids"), {"names": licenses}).fetchall())
         inserted = {
@@ -185,6 +215,7 @@ def _store_training_batch(conn: psycopg.Connection, batch: list[_Item], strict: 
                     "attributes": [
                         json.dumps(i.row.attributes, ensure_ascii=False, default=str) for i in batch
                     ],
+                    "opted_out": [i.row.opted_out for i in batch],
                 },
             )
         }
@@ -284,6 +315,7 @@ def ingest(
                 f"{len(result.bad)} bad input(s), listed above; nothing was stored (--on-error fail): "
                 "fix or remove them, or use --on-error skip"
             )
+        terms = _license_terms(conn, rows) if kind == "training" else {}
         items, result.duplicates_in_input = _dedupe(items, kind)
         todo, result.already_present = _refuse_conflicts(conn, kind, items, generator)
         with Progress("storing", len(todo), unit="images", enabled=progress and bool(todo)) as bar:
@@ -291,7 +323,7 @@ def ingest(
                 # Sorted by sha256: concurrent ingests lock rows in one order, so never deadlock.
                 batch = sorted(todo[start : start + batch_size], key=lambda i: i.file.sha256)
                 if kind == "training":
-                    new, present = _with_retry(lambda b=batch: _store_training_batch(conn, b, strict))
+                    new, present = _with_retry(lambda b=batch: _store_training_batch(conn, b, strict, terms))
                 else:
                     new, present = _with_retry(
                         lambda b=batch: _store_generated_batch(conn, b, generator, run)

@@ -1,6 +1,8 @@
 """Manifests (CSV or JSONL) and the rows of an ingest: which file, whose, under which licence.
 
-Training manifests need `path` (and `owner`, `license` unless --owner/--license give defaults);
+Training manifests need `path` (and `owner`, `license` unless --owner/--license give defaults) and
+may carry `opted_out` (the image is opted out of every generated image) and `royalty_bearing` (the
+licence's term: a licence is created with it, and a stored licence must agree);
 generated manifests need `path` and may carry `quality`, `created_at`, `prompt`. Every other
 column lands in the image's `attributes` (jsonb). Broken rows become one-line reasons
 ("manifest.csv:7: quality '-1' must be a finite number >= 0"), never exceptions.
@@ -23,7 +25,7 @@ from gmv_sql.errors import InputError
 Kind = Literal["training", "generated"]
 
 MANIFEST_SUFFIXES = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
-TRAINING_COLUMNS = ("path", "owner", "license")
+TRAINING_COLUMNS = ("path", "owner", "license", "opted_out", "royalty_bearing")
 GENERATED_COLUMNS = ("path", "quality", "created_at", "prompt")
 
 
@@ -37,6 +39,8 @@ class Row:
     quality: float = 1.0
     created_at: dt.datetime | None = None
     prompt: str | None = None
+    opted_out: bool = False  # training: opted out of every generated image from ingest on
+    royalty_bearing: bool | None = None  # training: the licence's term, if the manifest gives it
     attributes: dict[str, Any] = field(default_factory=dict)
 
 
@@ -137,6 +141,24 @@ def parse_quality(value: Any) -> float:
     return quality
 
 
+_TRUE = {"true", "t", "yes", "y", "1"}
+_FALSE = {"false", "f", "no", "n", "0"}
+
+
+def parse_flag(value: Any, column: str) -> bool | None:
+    """true/false, yes/no, 1/0 (any case) or a JSON boolean; empty is None."""
+    if isinstance(value, bool):
+        return value
+    text = _text(value)
+    if text is None:
+        return None
+    if text.lower() in _TRUE:
+        return True
+    if text.lower() in _FALSE:
+        return False
+    raise ValueError(f"{column} {text!r} must be true or false")
+
+
 def parse_created_at(value: Any) -> dt.datetime | None:
     """ISO 8601; a time without offset is taken as UTC, a bare date as midnight UTC."""
     text = _text(value)
@@ -188,6 +210,12 @@ def read_manifest(
                 continue
             if row.license is None:
                 bad.append(BadRow(where, "no license (fill the license column or pass --license)"))
+                continue
+            try:
+                row.opted_out = bool(parse_flag(record.get("opted_out"), "opted_out"))
+                row.royalty_bearing = parse_flag(record.get("royalty_bearing"), "royalty_bearing")
+            except ValueError as exc:
+                bad.append(BadRow(where, str(exc)))
                 continue
         else:
             try:

@@ -133,6 +133,11 @@ def match(
         click.echo(
             f"re-matched {result.unmatched_ineligible:,} generated images whose matches included opted-out or excluded training images"
         )
+    if result.late_rematched:
+        click.echo(
+            f"re-matched {result.late_rematched:,} generated images that training images embedded (or made eligible) "
+            "after their matching could enter"
+        )
     if result.exact_fallback:
         click.echo(
             f"{result.exact_fallback:,} images got too few rows from the index and were matched exactly"

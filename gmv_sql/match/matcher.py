@@ -25,6 +25,7 @@ from gmv_sql.config import default_workers
 from gmv_sql.db import locks
 from gmv_sql.embed import store
 from gmv_sql.errors import ConflictError, DatabaseError, InputError
+from gmv_sql.match import late
 from gmv_sql.resources import query
 from gmv_sql.spaces import EmbeddingSpace
 
@@ -137,6 +138,8 @@ class MatchResult:
     recall: float | None = None  # recall@k measured on a sample of the images matched (None: not measured)
     recall_sample: int = 0
     recall_status: str = ""  # measured, skipped, exact, nothing_matched
+    # generated images re-matched because late training vectors could enter their top-k
+    late_rematched: int = 0
 
     @property
     def rate(self) -> float:
@@ -215,6 +218,7 @@ def match_space(
             run_id = runs.start(conn, space, k=k, exact=exact, ef_search=ef, rematch=rematch)
             unmatched = conn.execute(query("match", "unmatch_ineligible"), {"space_id": space.space_id})
             unmatched_images = len({r[0] for r in unmatched})
+            late_images = late.unmatch_late(conn, space)  # late training vectors compete
         ineligible = ineligible_training(conn)
         n_vectors = store.count_vectors(conn, space)
         eligible = n_vectors - (len(store.present(conn, space, "training", ineligible)) if ineligible else 0)
@@ -227,9 +231,16 @@ def match_space(
         without_vector = conn.execute(spaces.render("match", "count_without_vector", space)).fetchone()[0]
         if on_total:
             on_total(len(pending))
-        work = _batches(pending, batch) if plan.expected > 0 else []
-        n_workers = max(1, min(workers, len(work)))
-        totals = _run_workers(connect, plan, work, n_workers, on_progress=on_progress)
+        totals = Counter()
+        n_workers = 1
+        for group_plan, ids in late.split_by_opt_out(conn, plan, pending):  # dated opt-outs: by creation day
+            work = _batches(ids, batch) if group_plan.expected > 0 else []
+            n_workers = max(n_workers, min(workers, len(work)))
+            totals.update(
+                _run_workers(
+                    connect, group_plan, work, max(1, min(workers, len(work))), on_progress=on_progress
+                )
+            )
         if exact:
             measured = runs.RunRecall("exact", 1.0)
         elif not totals["matched"]:
@@ -251,6 +262,7 @@ def match_space(
         without_vector=without_vector,
         exact_fallback=totals["fallback"],
         unmatched_ineligible=unmatched_images,
+        late_rematched=late_images,
         workers=n_workers,
         eligible_training=eligible,
         pending=len(pending),
@@ -273,7 +285,7 @@ def _match_batch(
     insert = knn_sql("knn_insert", plan.space)
     with conn.transaction():
         apply_search_settings(conn, plan)
-        counts = Counter(r[0] for r in conn.execute(insert, plan.params(lo=lo, hi=hi)))
+        counts = Counter(r[0] for r in conn.execute(insert, plan.params(lo=lo, hi=hi, ids=ids)))
         short = [g for g in ids if counts.get(g, 0) < plan.expected]
         if short:
             # Iterative index scans gave up before k eligible rows (e.g. hnsw.max_scan_tuples):
@@ -284,7 +296,7 @@ def _match_batch(
             _set_local(conn, _EXACT_SETTINGS)
             for g in short:
                 counts.pop(g, None)  # their first rows were just deleted
-            redone = conn.execute(insert, {**plan.params(lo=lo, hi=hi), "exact": True}).fetchall()
+            redone = conn.execute(insert, {**plan.params(lo=lo, hi=hi, ids=ids), "exact": True}).fetchall()
             counts.update(Counter(r[0] for r in redone))
     return len(counts), sum(counts.values()), len(short)
 

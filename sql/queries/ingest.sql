@@ -12,9 +12,14 @@ ON CONFLICT (name) DO NOTHING
 SELECT name, owner_id FROM gmv.owner WHERE name = ANY(%(names)s::text[])
 
 -- name: create_licenses
-INSERT INTO gmv.license (name)
-SELECT unnest(%(names)s::text[])  -- distinct and sorted by the caller: a fixed lock order
+-- royalty_bearing: the manifest's term per name, NULL for the default (true).
+INSERT INTO gmv.license (name, royalty_bearing)
+SELECT n, coalesce(r, true)
+FROM unnest(%(names)s::text[], %(royalty_bearing)s::boolean[]) AS x(n, r)  -- distinct and sorted by the caller
 ON CONFLICT (name) DO NOTHING
+
+-- name: license_terms
+SELECT name, royalty_bearing FROM gmv.license WHERE name = ANY(%(names)s::text[])
 
 -- name: license_ids
 SELECT name, license_id FROM gmv.license WHERE name = ANY(%(names)s::text[])
@@ -27,10 +32,11 @@ JOIN gmv.owner AS o USING (owner_id)
 WHERE t.sha256 = ANY(%(sha256)s::text[])
 
 -- name: insert_training
-INSERT INTO gmv.training_image (sha256, uri, owner_id, license_id, width, height, attributes)
-SELECT s, u, o, l, w, h, a::jsonb
+INSERT INTO gmv.training_image (sha256, uri, owner_id, license_id, width, height, attributes, opted_out)
+SELECT s, u, o, l, w, h, a::jsonb, x.opted_out
 FROM unnest(%(sha256)s::text[], %(uri)s::text[], %(owner_id)s::bigint[], %(license_id)s::bigint[],
-            %(width)s::int[], %(height)s::int[], %(attributes)s::text[]) AS x(s, u, o, l, w, h, a)
+            %(width)s::int[], %(height)s::int[], %(attributes)s::text[], %(opted_out)s::boolean[])
+     AS x(s, u, o, l, w, h, a, opted_out)
 ON CONFLICT (sha256) DO NOTHING
 RETURNING sha256
 

@@ -21,12 +21,28 @@ CROSS JOIN LATERAL (
 ) AS nn
 
 -- name: ineligible_training
--- Training images that must never be matched: opted out, or under an excluded licence.
+-- Training images that must never be matched: opted out (without a date), or under an excluded licence.
 SELECT t.training_id
 FROM gmv.training_image AS t
 JOIN gmv.license AS l USING (license_id)
-WHERE t.opted_out OR l.excluded
+WHERE (t.opted_out AND t.opted_out_from IS NULL) OR l.excluded
 ORDER BY t.training_id
+
+-- name: dated_opt_outs
+-- Training images opted out from a day on (licence not excluded): matched only for generated images
+-- created before that day (UTC). One row per day: gmv_sql.match.eligibility groups pending images by it.
+SELECT t.opted_out_from, array_agg(t.training_id ORDER BY t.training_id)
+FROM gmv.training_image AS t
+JOIN gmv.license AS l USING (license_id)
+WHERE t.opted_out AND t.opted_out_from IS NOT NULL AND NOT l.excluded
+GROUP BY t.opted_out_from
+ORDER BY t.opted_out_from
+
+-- name: pending_created_at
+-- When these pending generated images were created (UTC), to pick the opt-outs that cover them.
+SELECT generated_id, created_at AT TIME ZONE 'UTC'
+FROM gmv.generated_image
+WHERE generated_id = ANY (%(ids)s::bigint[])
 
 -- name: count_training_vectors
 SELECT count(*) FROM {training}
@@ -47,7 +63,9 @@ WHERE NOT EXISTS (SELECT 1 FROM {generated} AS g WHERE g.generated_id = gi.gener
 
 -- name: unmatch_ineligible
 -- Matches made before a training image was opted out (or its licence excluded) are dropped for the
--- whole generated image, so that the next run matches it again among eligible images only.
+-- whole generated image, so that the next run matches it again among eligible images only. A dated
+-- opt-out covers only generated images created on or after its day (gmv.opted_out_for): earlier
+-- ones keep their matches.
 DELETE FROM gmv.match AS m
 WHERE m.space_id = %(space_id)s
   AND m.generated_id IN (
@@ -55,7 +73,9 @@ WHERE m.space_id = %(space_id)s
       FROM gmv.match AS x
       JOIN gmv.training_image AS t USING (training_id)
       JOIN gmv.license AS l USING (license_id)
-      WHERE x.space_id = %(space_id)s AND (t.opted_out OR l.excluded)
+      JOIN gmv.generated_image AS g ON g.generated_id = x.generated_id
+      WHERE x.space_id = %(space_id)s
+        AND (l.excluded OR gmv.opted_out_for(t.opted_out, t.opted_out_from, g.created_at))
   )
 RETURNING m.generated_id
 
@@ -66,6 +86,7 @@ SELECT %(space_id)s, g.generated_id, nn.rank, nn.training_id, nn.distance, %(k)s
 FROM {generated} AS g
 {top_k}
 WHERE g.generated_id BETWEEN %(lo)s AND %(hi)s
+  AND g.generated_id = ANY (%(ids)s::bigint[])  -- a batch may skip ids of the range (dated opt-outs)
   AND NOT EXISTS (
       SELECT 1 FROM gmv.match AS m WHERE m.space_id = %(space_id)s AND m.generated_id = g.generated_id
   )
@@ -97,3 +118,66 @@ SELECT DISTINCT k FROM gmv.match WHERE space_id = %(space_id)s
 -- SET LOCAL (this transaction only) several settings in one round trip: names[i] = values[i].
 SELECT set_config(s.name, s.value, true)
 FROM unnest(%(names)s::text[], %(values)s::text[]) AS s(name, value)
+
+-- name: late_training_exists
+-- Whether any training vector of the space is missing from gmv.match_coverage (embedded after the
+-- matches were made, opted in again, licence included again, or re-embedded).
+SELECT EXISTS (
+    SELECT 1 FROM {training} AS e
+    WHERE NOT EXISTS (
+        SELECT 1 FROM gmv.match_coverage AS c
+        WHERE c.space_id = %(space_id)s AND c.training_id = e.training_id AND c.embedded_at = e.embedded_at
+    )
+)
+
+-- name: unmatch_late
+-- Late training vectors compete (gmv_sql/match/late.py): every matched generated image that one of
+-- them would enter is unmatched, so the run matches it again among all vectors; the late vectors are
+-- then recorded as covered. One statement, hence one snapshot: a vector committed meanwhile is
+-- neither compared nor recorded, and competes at the next run. A late vector enters generated image
+-- g's top-k when it may be matched to g (licence not excluded, no opt-out covering g) and either g
+-- has fewer than k matches or (distance, training_id) is below g's k-th match in the order the
+-- matcher ranks by. An exact scan of late vectors x matched images: no index can miss one.
+WITH late AS MATERIALIZED (
+    SELECT e.training_id, e.embedding, e.embedded_at, t.opted_out, t.opted_out_from, l.excluded
+    FROM {training} AS e
+    JOIN gmv.training_image AS t USING (training_id)
+    JOIN gmv.license AS l USING (license_id)
+    WHERE NOT EXISTS (
+        SELECT 1 FROM gmv.match_coverage AS c
+        WHERE c.space_id = %(space_id)s AND c.training_id = e.training_id AND c.embedded_at = e.embedded_at
+    )
+), covered AS (
+    INSERT INTO gmv.match_coverage (space_id, training_id, embedded_at)
+    SELECT %(space_id)s, training_id, embedded_at FROM late
+    ON CONFLICT (space_id, training_id) DO UPDATE SET embedded_at = EXCLUDED.embedded_at
+), kth AS (
+    SELECT m.generated_id,
+           count(*) AS n,
+           max(m.k) AS k,
+           (array_agg(m.distance ORDER BY m.rank DESC))[1] AS distance,
+           (array_agg(m.training_id ORDER BY m.rank DESC))[1] AS training_id
+    FROM gmv.match AS m
+    WHERE m.space_id = %(space_id)s
+    GROUP BY m.generated_id
+), stale AS (
+    SELECT kth.generated_id
+    FROM kth
+    JOIN {generated} AS g ON g.generated_id = kth.generated_id
+    JOIN gmv.generated_image AS gi ON gi.generated_id = kth.generated_id
+    WHERE EXISTS (
+        SELECT 1
+        FROM late AS x
+        WHERE NOT x.excluded
+          AND NOT gmv.opted_out_for(x.opted_out, x.opted_out_from, gi.created_at)
+          AND (kth.n < kth.k OR (x.embedding {op} g.embedding, x.training_id) < (kth.distance, kth.training_id))
+          AND NOT EXISTS (  -- already among g's matches: it has competed
+              SELECT 1 FROM gmv.match AS m
+              WHERE m.space_id = %(space_id)s AND m.generated_id = kth.generated_id AND m.training_id = x.training_id
+          )
+    )
+)
+DELETE FROM gmv.match AS m
+USING stale
+WHERE m.space_id = %(space_id)s AND m.generated_id = stale.generated_id
+RETURNING m.generated_id

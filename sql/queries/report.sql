@@ -58,8 +58,10 @@ ORDER BY generated_id, rank
 
 -- name: ineligible_matches
 -- Matches kept from before a training image was opted out or its licence excluded (gmv match re-matches them).
+-- A dated opt-out does not cover generated images created before its day: their matches stay.
 SELECT count(*)
 FROM gmv.match AS m
 JOIN gmv.training_image AS t USING (training_id)
 JOIN gmv.license AS l USING (license_id)
-WHERE m.space_id = %(space_id)s AND (t.opted_out OR l.excluded)
+JOIN gmv.generated_image AS g ON g.generated_id = m.generated_id
+WHERE m.space_id = %(space_id)s AND (l.excluded OR gmv.opted_out_for(t.opted_out, t.opted_out_from, g.created_at))

@@ -23,6 +23,7 @@ def valued(gmv, conn):
     gmv("match", "--space", "test", "--k", "3")
     gmv("value", "refresh")
     gmv("report", "royalties", "--period", "2026-01", "--pool", "100.00")
+    gmv("license", "set", "paid", "--url", "https://example.org/paid")  # a row in gmv.rights_change
     counts = _counts(conn)
     assert all(counts.values()), counts
     assert conn.execute(VECTOR_TABLES).fetchone()[0] == 2

@@ -72,7 +72,7 @@ def _plan_nodes(plan: dict) -> list[dict]:
 
 def _explain(conn, space, *, exact: bool, ef_search: int = 40) -> list[dict]:
     plan = matcher.MatchPlan(space, k=10, ef_search=ef_search, exact=exact, ineligible=(1, 2))
-    params = plan.params(lo=0, hi=10**9)
+    params = plan.params(lo=0, hi=10**9, ids=list(range(1, 1000)))
     with conn.transaction():
         matcher.apply_search_settings(conn, plan)
         plan = conn.execute(

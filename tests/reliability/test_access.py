@@ -170,6 +170,7 @@ def test_reader_cannot_read_any_gmv_relation_or_vector(db_url, conn, seeded):
 def test_reader_reads_every_report_view(db_url, conn, seeded):
     conn.execute("REFRESH MATERIALIZED VIEW gmv.training_credit")
     conn.execute("REFRESH MATERIALIZED VIEW gmv.training_credit_monthly")
+    conn.execute("UPDATE gmv.license SET url = 'https://example.org/terms'")  # a row in report.rights_change
     views = relations(conn, "report", "vm")
     assert len(views) >= 5
     with psycopg.connect(reader_url(db_url), autocommit=True) as reader:

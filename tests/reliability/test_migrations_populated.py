@@ -58,7 +58,9 @@ def _all_rows(conn) -> dict[str, tuple[int, str]]:
     rows = {
         name: fp
         for name, fp in fingerprints(conn, "gmv", "r").items()
-        if name not in ("valuation_scheme", "scheme_calibration")
+        # match_coverage: 0007's upgrade records that the stored matches competed with every stored
+        # vector (a seeded database has none recorded), so it is rebuilt, not kept.
+        if name not in ("valuation_scheme", "scheme_calibration", "match_coverage")
     }
     rows["valuation_scheme"] = _schemes(conn)
     # A calibration is recomputed from the same matches by the next refresh: same values, new time.
