@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from pathlib import Path
 from urllib.parse import quote
 
 import click
@@ -305,6 +306,55 @@ def serve(app: App, host: str, port: int, admin: bool) -> None:
             with connect(app.url, register_vector=False) as conn:
                 access.set_role_password(conn, access.ADMIN_ROLE, None)
     click.echo("stopped serving")
+
+
+def _size(n: int) -> str:
+    for unit in ("bytes", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:,} {unit}" if unit == "bytes" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
+
+
+@db.command()
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@pass_app
+def backup(app: App, file: Path) -> None:
+    """Back up the whole database into FILE (pg_dump custom format; prints its size and sha256).
+
+    Rows and vectors, index definitions, views, comments, the migration revision and grants are in it;
+    restore it with gmv db restore.
+
+    Example: gmv db backup gmv-2026-12.dump
+    """
+    from gmv_sql.db.backup import backup as run_backup
+
+    done = run_backup(app.url, file)
+    click.echo(f"backed up {mask_password(app.url)} to {done.path}: {_size(done.size)}, sha256 {done.sha256}")
+
+
+@db.command()
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--force", is_flag=True, help="Restore into a database that is not empty (drops gmv's schemas first)."
+)
+@pass_app
+def restore(app: App, file: Path, force: bool) -> None:
+    """Restore a gmv db backup FILE into an empty database, in one transaction.
+
+    Refuses a database that holds anything unless --force. Creates the gmv_reader and gmv_owners roles
+    when this server lacks them; owners' logins need gmv db grant-owner again on another server.
+
+    Example: GMV_HOME=~/.gmv-restored gmv db restore gmv-2026-12.dump
+    """
+    from gmv_sql.db.backup import restore as run_restore
+
+    missing = run_restore(app.url, file, force=force)
+    click.echo(f"restored {file} into {mask_password(app.url)}")
+    if missing:
+        click.echo(
+            f"owners whose login roles this server lacks: {', '.join(missing)}; run gmv db grant-owner NAME for each"
+        )
 
 
 @db.command()
