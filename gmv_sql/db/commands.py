@@ -308,6 +308,34 @@ def serve(app: App, host: str, port: int, admin: bool) -> None:
     click.echo("stopped serving")
 
 
+@db.command("grant-owner")
+@click.argument("name")
+@click.option("--role", help="Login role name (default: gmv_owner_<name>_<owner id>).")
+@click.option("--show-password", is_flag=True, help="Print the login's URL with its password.")
+@pass_app
+def grant_owner(app: App, name: str, role: str | None, show_password: bool) -> None:
+    """Create a login role for owner NAME that sees only that owner's rows (schema owner_report).
+
+    The role reads owner_report.training_value, owner_value, attribution, royalty_statement (every report
+    view with an owner column), filtered to NAME's rows, and nothing else. Its generated password is
+    saved in GMV_HOME/secrets/ (mode 0600). Running it again keeps the role and its password.
+
+    Example: gmv db grant-owner "Alice Studio"   then gmv db serve, and Alice logs in with that role
+    """
+    from gmv_sql.db.owners import grant_owner as run_grant
+
+    with app.connect() as conn:
+        login = run_grant(conn, app.url, app.embedded, name, role)
+    verb = "created" if login.created else "kept"
+    click.echo(
+        f"owner {login.owner!r}: {verb} login role {login.role} (password in {login.password_file}, mode 0600); "
+        f"it reads {', '.join('owner_report.' + v for v in login.views)}"
+    )
+    if show_password:
+        password = access.read_password(login.password_file)
+        click.echo(access.url_with_password(with_user(app.url, login.role), password))
+
+
 def _size(n: int) -> str:
     for unit in ("bytes", "KB", "MB", "GB"):
         if n < 1024 or unit == "GB":
