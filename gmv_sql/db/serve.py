@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import os
+import signal
 from collections.abc import Callable
 
 from psycopg.conninfo import conninfo_to_dict
@@ -126,9 +127,18 @@ async def _serve(
         await asyncio.gather(_pipe(client_reader, up_writer), _pipe(up_reader, client_writer))
 
     server = await asyncio.start_server(handle, host, port)
+    # Ctrl-C and SIGTERM both end serving through the caller's clean-up (serve --admin removes the
+    # admin's password then), also where a shell started us with SIGINT ignored.
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(signum, stop.set)
+        except (NotImplementedError, RuntimeError, ValueError):  # not the main thread, or Windows
+            pass
     ready(server.sockets[0].getsockname()[1])
     async with server:
-        await server.serve_forever()
+        await stop.wait()
 
 
 def serve(

@@ -60,7 +60,7 @@ class Embedded:
         return self.reader_file.read_text().strip()
 
     @contextlib.contextmanager
-    def serving(self, *args: str):
+    def serving(self, *args: str, stop_with: int = signal.SIGINT):
         """`gmv db serve --port 0 ARGS` in the background; yields (port, the lines it printed)."""
         proc = subprocess.Popen(
             [sys.executable, "-m", "gmv_sql.cli", "db", "serve", "--port", "0", *args],
@@ -79,8 +79,9 @@ class Embedded:
             port = int(re.search(r":(\d+) \(Ctrl-C", lines[0]).group(1))
             yield port, lines
         finally:
-            proc.send_signal(signal.SIGINT)
+            proc.send_signal(stop_with)
             out, err = proc.communicate(timeout=30)
+            assert proc.returncode == 0, err
             lines.extend(out.splitlines())
             lines.extend(err.splitlines())
 
@@ -176,6 +177,15 @@ def test_superuser_is_refused_over_tcp_unless_serve_admin(embedded):
     with embedded.serving() as (port, _lines):
         with pytest.raises(psycopg.OperationalError, match="refuses superuser"):
             tcp(port, "postgres", admin_password)
+
+
+def test_serve_admin_stopped_by_sigterm_also_removes_the_admin_password(embedded):
+    with embedded.serving("--admin", stop_with=signal.SIGTERM) as (port, _lines):
+        password = (embedded.home / "secrets" / "postgres@embedded.password").read_text().strip()
+        with tcp(port, "postgres", password) as conn:
+            assert conn.execute("SELECT 1").fetchone() == (1,)
+    with pytest.raises(psycopg.OperationalError, match="password"):
+        tcp(_backend_port(embedded), "postgres", password)
 
 
 def test_rotate_changes_the_reader_password(embedded):
