@@ -69,6 +69,12 @@ def test_backup_restores_row_for_row_into_an_empty_database(gmv, conn, db_url, e
         seed=1,
     )
     gmv("value", "refresh")
+    gmv("db", "grant-owner", "owner-0")
+    # A login whose role another server would lack: restore names its owner.
+    conn.execute(
+        "INSERT INTO gmv.owner_login (role_name, owner_id) SELECT 'gmv_owner_elsewhere', owner_id "
+        "FROM gmv.owner WHERE name = 'owner-1'"
+    )
     before = _state(db_url)
     assert (
         before["gmv"]["match"][0] == 20 * 5 + 10 * 3 and len(before["report views"]["royalty_statement"]) == 3
@@ -82,7 +88,8 @@ def test_backup_restores_row_for_row_into_an_empty_database(gmv, conn, db_url, e
     assert f"sha256 {digest}" in out and str(file) in out
 
     target = Gmv(empty_db_url, tmp_path / "restored_home")
-    target("db", "restore", file)
+    out = target("db", "restore", file).output
+    assert "owners whose login roles this server lacks: owner-1;" in out
     assert not _differences(_state(empty_db_url), before)
     target("db", "status")  # at head, usable
 
