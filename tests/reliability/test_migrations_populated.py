@@ -11,6 +11,10 @@ from tests.factories import HOSTILE_NAMES, fingerprints, reader_url, relations, 
 
 pytestmark = pytest.mark.timeout(120)
 
+# Tables created by migrations after 0001: a downgrade to 0001 drops them (empty here), so the rows
+# compared across the downgrade are those of the other tables.
+LATER_TABLES = {"owner_login"}
+
 
 def _indexes(conn) -> set[tuple[str, str]]:
     return set(conn.execute("SELECT tablename, indexdef FROM pg_indexes WHERE schemaname = 'gmv'").fetchall())
@@ -50,7 +54,8 @@ def test_downgrade_and_upgrade_keep_every_row(db_url):
             assert current_revision(conn) == "0001_tables"
             assert conn.execute("SELECT to_regnamespace('report')").fetchone() == (None,)
             assert relations(conn, "gmv", "mv") == []
-            assert fingerprints(conn, "gmv", "r") == tables, f"rows changed by downgrade (cycle {cycle})"
+            kept = {name: rows for name, rows in tables.items() if name not in LATER_TABLES}
+            assert fingerprints(conn, "gmv", "r") == kept, f"rows changed by downgrade (cycle {cycle})"
         upgrade(db_url)
         with psycopg.connect(db_url, autocommit=True) as conn:
             assert current_revision(conn) == head_revision()
