@@ -1,11 +1,12 @@
 # Two commands do all set-up on a fresh machine:
 #   make demo   - creates .venv, installs gmv_sql, runs `gmv demo` on the embedded database
-#   make test   - creates .venv, installs gmv_sql with test tools, runs the test suite
+#   make test   - creates .venv, installs gmv_sql with test tools, runs the test suite (make test-quick: without
+#                 the Superset test, which installs Superset in its own virtualenv)
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: demo demo-quick test lint bench clean
+.PHONY: demo demo-quick test test-quick lint bench clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +27,10 @@ demo-quick: $(VENV)/.installed
 
 test: $(VENV)/.installed
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# Everything but the BI-tool test (Apache Superset in its own virtualenv: minutes the first time).
+test-quick: $(VENV)/.installed
+	$(BIN)/python -m pytest -m "not bi" $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed
 	$(BIN)/ruff check gmv_sql tests benchmarks migrations

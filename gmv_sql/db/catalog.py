@@ -17,6 +17,7 @@ from gmv_sql.resources import query
 # User data, in dependency order (a table comes after the tables it references).
 DATA_TABLES: tuple[str, ...] = (
     "owner",
+    "owner_login",
     "license",
     "training_image",
     "generator",

@@ -1,5 +1,5 @@
 -- Drops every derived object, so that the files after this one create them afresh: the report
--- schema, every view and materialized view in gmv, and every function in gmv (with the triggers
+-- and owner_report schemas, every view and materialized view in gmv, and every function in gmv (with the triggers
 -- that call them). Tables, their rows and indexes are not touched.
 -- A migration re-applies sql/derived by running a frozen copy of the whole folder in file order
 -- (migrations/versions/0004_consolidate.py shows how); nothing else in sql/derived drops objects.
@@ -8,6 +8,7 @@ DO $$
 DECLARE
     object record;
 BEGIN
+    DROP SCHEMA IF EXISTS owner_report CASCADE;
     DROP SCHEMA IF EXISTS report CASCADE;
     FOR object IN
         SELECT CASE c.relkind WHEN 'm' THEN 'MATERIALIZED VIEW' ELSE 'VIEW' END AS kind, c.oid::regclass::text AS name

@@ -50,3 +50,7 @@ DROP DATABASE IF EXISTS {database} WITH (FORCE)
 -- name: create_database
 -- {database}: the database name, as an identifier.
 CREATE DATABASE {database}
+
+-- name: reload_conf
+-- After gmv rewrote the embedded server's pg_hba.conf.
+SELECT pg_reload_conf()

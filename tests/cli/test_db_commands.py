@@ -3,9 +3,12 @@
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
+from pathlib import Path
 
 import psycopg
 import pytest
@@ -68,10 +71,13 @@ def test_serve_forwards_tcp_to_the_database(gmv):
         proc.wait(timeout=60)
 
 
-def test_embedded_server_lifecycle(tmp_path):
+def test_embedded_server_lifecycle():
     """With no URL set: db up starts the embedded server, psql reads report views, db stop stops it."""
     env = {k: v for k, v in os.environ.items() if k not in ("GMV_DATABASE_URL", "DATABASE_URL")}
-    env["GMV_HOME"] = str(tmp_path / "home")
+    # Not pytest's tmp_path: a concurrent pytest resets pytest-of-<user> to 0700, which the server's
+    # OS user (pgserver's, when run as root) must traverse.
+    root = Path(tempfile.mkdtemp(prefix="gmv-test-life-"))
+    env["GMV_HOME"] = str(root / "home")
 
     def gmv(*args):
         return subprocess.run(
@@ -103,6 +109,7 @@ def test_embedded_server_lifecycle(tmp_path):
         assert psycopg.connect(url).close() is None
     finally:
         stop = gmv("db", "stop")
+        shutil.rmtree(root, ignore_errors=True)
     assert stop.returncode == 0 and "stopped" in stop.stdout
     with pytest.raises(psycopg.OperationalError):
         psycopg.connect(url, connect_timeout=3)

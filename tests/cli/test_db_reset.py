@@ -24,6 +24,10 @@ def valued(gmv, conn):
     gmv("value", "refresh")
     gmv("report", "royalties", "--period", "2026-01", "--pool", "100.00")
     gmv("license", "set", "paid", "--url", "https://example.org/paid")  # a row in gmv.rights_change
+    # An owner's login (gmv db grant-owner creates the role too; the row is what reset must empty).
+    conn.execute(
+        "INSERT INTO gmv.owner_login (role_name, owner_id) SELECT 'gmv_owner_x', min(owner_id) FROM gmv.owner"
+    )
     counts = _counts(conn)
     assert all(counts.values()), counts
     assert conn.execute(VECTOR_TABLES).fetchone()[0] == 2
