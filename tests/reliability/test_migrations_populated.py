@@ -29,24 +29,23 @@ def _rows_0001_knows(conn) -> dict[str, tuple[int, str]]:
         "SELECT space_id, name, model, weights_sha256, preprocessing, dim, storage, distance, hnsw_m,"
         " hnsw_ef_construction, match_k, created_at FROM gmv.embedding_space",
     )
-    kept["valuation_scheme"] = _schemes(conn, "WHERE formula <> 'softmax_calibrated'")
+    # is_default too: below 0005 the default is rank_linear again.
+    kept["valuation_scheme"] = _schemes(conn, "WHERE formula <> 'softmax_calibrated'", columns="")
     return kept
 
 
-def _schemes(conn, where: str = "") -> tuple[int, str]:
+def _schemes(conn, where: str = "", columns: str = ", is_default") -> tuple[int, str]:
     # Natural key: a scheme re-created by an upgrade gets a new identity value.
     return query_fingerprint(
-        conn, f"SELECT name, formula, temperature, is_default, description FROM gmv.valuation_scheme {where}"
+        conn, f"SELECT name, formula, temperature, description{columns} FROM gmv.valuation_scheme {where}"
     )
 
 
 def _all_rows(conn) -> dict[str, tuple[int, str]]:
-    rows = {
-        name: fp
-        for name, fp in fingerprints(conn, "gmv", "r").items()
-        if name not in ("valuation_scheme", "scheme_calibration")
-    }
+    rows = _rows_0001_knows(conn)
     rows["valuation_scheme"] = _schemes(conn)
+    # embedding_space.default_scheme_id is left out: a space that lived through a downgrade below 0005
+    # comes back on the scheme it had there (rank_linear), as every space that existed before 0005 does.
     # A calibration is recomputed from the same matches by the next refresh: same values, new time.
     rows["scheme_calibration"] = query_fingerprint(
         conn,
@@ -85,6 +84,10 @@ def test_downgrade_and_upgrade_keep_every_row(db_url):
             owners=HOSTILE_NAMES[:6],
             months=3,
             pool="1000.00",
+        )
+        # The pool goes on a scheme 0001 knows: a downgrade removes softmax_calibrated (and its pools).
+        conn.execute(
+            "UPDATE gmv.revenue_pool SET scheme_id = (SELECT scheme_id FROM gmv.valuation_scheme WHERE name = 'rank_linear')"
         )
         conn.execute("REFRESH MATERIALIZED VIEW gmv.training_credit")
         conn.execute("REFRESH MATERIALIZED VIEW gmv.training_credit_monthly")
