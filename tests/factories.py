@@ -427,10 +427,12 @@ def seed(
 def add_pool(
     conn: psycopg.Connection, space, amount: str, period: str = DEFAULT_PERIOD, currency: str = "EUR"
 ) -> None:
-    """A revenue pool for one month of the space under the default valuation scheme."""
+    """A revenue pool for one month of the space under its default valuation scheme."""
     conn.execute(
         "INSERT INTO gmv.revenue_pool (period, amount, currency, space_id, scheme_id)"
-        " SELECT %s::date, %s, %s, %s, scheme_id FROM gmv.valuation_scheme WHERE is_default",
+        " SELECT %s::date, %s, %s, sp.space_id,"
+        " coalesce(sp.default_scheme_id, (SELECT scheme_id FROM gmv.valuation_scheme WHERE is_default))"
+        " FROM gmv.embedding_space sp WHERE sp.space_id = %s",
         (f"{period}-01", amount, currency, space.space_id),
     )
 

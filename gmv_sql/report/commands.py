@@ -15,7 +15,9 @@ from gmv_sql.resources import query
 from gmv_sql.value.refresh import refresh
 
 space_option = click.option("--space", metavar="NAME", help="Embedding space [default: the only one].")
-scheme_option = click.option("--scheme", metavar="NAME", help="Valuation scheme [default: rank_linear].")
+scheme_option = click.option(
+    "--scheme", metavar="NAME", help="Valuation scheme [default: the space's default scheme]."
+)
 
 
 def _warn_if_ineligible(conn, target: Target) -> None:

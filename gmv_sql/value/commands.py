@@ -56,12 +56,15 @@ def calibrate(app: App, space_name: str | None, scheme: str | None, fmt: str) ->
 
     with app.connect() as conn:
         space = get_space(conn, space_name)
-        for c in calibrate_space(conn, space, scheme):
+        # One transaction: the credit never disagrees with the stored temperature.
+        with conn.transaction():
+            calibrations = calibrate_space(conn, space, scheme)
+            refresh_views(conn)
+        for c in calibrations:
             click.echo(
                 f"space {c.space!r}, scheme {c.scheme!r}: temperature {c.temperature:.6g} ({c.rule})",
                 err=True,
             )
-        refresh_views(conn)
         _show_settings(conn, space.name, fmt)
 
 
@@ -85,12 +88,14 @@ def set_temperature(app: App, temperature: str, space_name: str | None, scheme: 
     value_t = parse_temperature(temperature)
     with app.connect() as conn:
         space = get_space(conn, space_name)
-        for c in set_space_temperature(conn, space, value_t, scheme):
+        with conn.transaction():  # as in calibrate: temperature and credit change together
+            calibrations = set_space_temperature(conn, space, value_t, scheme)
+            refresh_views(conn)
+        for c in calibrations:
             click.echo(
                 f"space {c.space!r}, scheme {c.scheme!r}: temperature {c.temperature:.6g} (explicit)",
                 err=True,
             )
-        refresh_views(conn)
         _show_settings(conn, space.name, fmt)
 
 

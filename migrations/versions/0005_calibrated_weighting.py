@@ -7,7 +7,8 @@ Tables and columns:
     set_by 'calibrated' (`gmv value calibrate`) or 'explicit' (`gmv value set-temperature`);
   * gmv.embedding_space.default_scheme_id: the scheme reports use when none is named. Spaces that exist
     now keep what they had (the default scheme at upgrade time); later spaces take the default scheme
-    at creation (gmv_sql/spaces.py).
+    at creation (sql/queries/spaces.sql), which becomes softmax_calibrated (measured best on two
+    datasets, docs/VALUATION.md) unless an operator had chosen another default than rank_linear.
 
 Derived objects: re-applies sql/derived/ from its frozen copy 0005_calibrated_weighting/ (the weight
 function gmv.raw_match_weight, gmv.match_weight using calibrated temperatures, report.scheme_setting).
@@ -60,7 +61,15 @@ CREATE INDEX embedding_space_default_scheme_idx ON gmv.embedding_space (default_
 COMMENT ON COLUMN gmv.embedding_space.default_scheme_id IS
     'The valuation scheme reports use for this space when none is named (NULL: the global default scheme).';
 UPDATE gmv.embedding_space
-SET default_scheme_id = (SELECT scheme_id FROM gmv.valuation_scheme WHERE is_default);
+SET default_scheme_id = (SELECT scheme_id FROM gmv.valuation_scheme WHERE is_default)
+WHERE default_scheme_id IS NULL;
+
+-- The default for spaces created from now on: softmax_calibrated, the weighting that carried the
+-- membership signal best on both datasets measured (docs/VALUATION.md). Only when the default is still
+-- the one 0001 shipped (an operator's own choice stays).
+UPDATE gmv.valuation_scheme SET is_default = false WHERE is_default AND name = 'rank_linear';
+UPDATE gmv.valuation_scheme SET is_default = true
+WHERE name = 'softmax_calibrated' AND NOT EXISTS (SELECT FROM gmv.valuation_scheme WHERE is_default);
 """
 
 DOWNGRADE = r"""
@@ -68,8 +77,9 @@ ALTER TABLE gmv.embedding_space DROP COLUMN default_scheme_id;
 DROP TABLE gmv.scheme_calibration;
 DELETE FROM gmv.revenue_pool
 WHERE scheme_id IN (SELECT scheme_id FROM gmv.valuation_scheme WHERE formula = 'softmax_calibrated');
-UPDATE gmv.valuation_scheme SET is_default = (name = 'rank_linear')
-WHERE EXISTS (SELECT FROM gmv.valuation_scheme WHERE is_default AND formula = 'softmax_calibrated');
+UPDATE gmv.valuation_scheme SET is_default = false WHERE is_default AND formula = 'softmax_calibrated';
+UPDATE gmv.valuation_scheme SET is_default = true
+WHERE name = 'rank_linear' AND NOT EXISTS (SELECT FROM gmv.valuation_scheme WHERE is_default);
 DELETE FROM gmv.valuation_scheme WHERE formula = 'softmax_calibrated';
 ALTER TABLE gmv.valuation_scheme DROP CONSTRAINT valuation_scheme_formula_check;
 ALTER TABLE gmv.valuation_scheme ADD CONSTRAINT valuation_scheme_formula_check CHECK (

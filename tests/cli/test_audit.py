@@ -40,7 +40,7 @@ def test_members_are_valued_higher(membership_world, gmv, conn):
     # An independent computation from the report view.
     values = dict(
         conn.execute(
-            "SELECT training_id, value FROM report.training_value WHERE space = 'test' AND scheme = 'rank_linear'"
+            "SELECT training_id, value FROM report.training_value WHERE space = 'test' AND scheme = 'softmax_calibrated'"
         ).fetchall()
     )
     ids = w["world"]["training_ids"]
@@ -48,7 +48,7 @@ def test_members_are_valued_higher(membership_world, gmv, conn):
     nonmember_values = np.array([values[int(i)] for i in ids[60:]])
     welch = stats.ttest_ind(member_values, nonmember_values, equal_var=False)
     assert numbers["n_members"] == 60 and numbers["n_nonmembers"] == 60
-    assert numbers["space"] == "test" and numbers["scheme"] == "rank_linear"
+    assert numbers["space"] == "test" and numbers["scheme"] == "softmax_calibrated"  # the space's default
     assert numbers["mean_members"] == pytest.approx(member_values.mean())
     assert numbers["median_nonmembers"] == pytest.approx(np.median(nonmember_values))
     assert numbers["p_value"] == pytest.approx(welch.pvalue, rel=1e-9)

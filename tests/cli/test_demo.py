@@ -49,6 +49,9 @@ def test_quick_demo_values_members_above_nonmembers(gmv, tmp_path, conn):
     assert membership["p_value"] < 0.01
     assert membership["auc"] > 0.5
     assert "Membership test" in out and "p-value (two-sided)" in out and "AUC" in out
+    # The sweep's summary line: the signal across schemes, temperatures and k.
+    assert "Robustness (gmv audit membership --sweep): sweep of " in out
+    assert membership["sweep_summary"].startswith("sweep of ")
 
     # The royalty statement: printed, and its CSV adds up to the pool exactly; royalty-free
     # licences earn credit but no money.
@@ -108,4 +111,4 @@ def test_reset_empties_an_external_database(db_url, conn):
     ).fetchone()[0]
     assert leftover == 0
     # The schemes (schema data, not user data) stay.
-    assert conn.execute("SELECT count(*) FROM gmv.valuation_scheme").fetchone()[0] == 4
+    assert conn.execute("SELECT count(*) FROM gmv.valuation_scheme").fetchone()[0] == 5

@@ -221,3 +221,30 @@ def test_default_scheme_new_spaces_take_it_existing_spaces_keep_theirs(conn, gmv
     assert conn.execute(
         "SELECT scheme FROM report.scheme_setting WHERE space = 'test' AND is_space_default"
     ).fetchone() == ("reciprocal_rank",)
+
+
+def test_upgrade_keeps_existing_spaces_on_their_scheme_new_spaces_get_the_calibrated_one(db_url):
+    import psycopg
+
+    from gmv_sql.db.migrate import downgrade, upgrade
+    from gmv_sql.spaces import get_or_create_space
+
+    downgrade(db_url, "0004_consolidate")
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        assert conn.execute("SELECT name FROM gmv.valuation_scheme WHERE is_default").fetchone() == (
+            "rank_linear",
+        )
+        conn.execute("INSERT INTO gmv.embedding_space (name, model, dim) VALUES ('old', 'pixels', 4)")
+    upgrade(db_url)
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        get_or_create_space(conn, "new", model="pixels", dim=4)
+        defaults = dict(
+            conn.execute("SELECT space, scheme FROM report.scheme_setting WHERE is_space_default").fetchall()
+        )
+        assert defaults == {"old": "rank_linear", "new": "softmax_calibrated"}
+    downgrade(db_url, "0004_consolidate")
+    with psycopg.connect(db_url, autocommit=True) as conn:
+        assert conn.execute("SELECT name FROM gmv.valuation_scheme WHERE is_default").fetchone() == (
+            "rank_linear",
+        )
+    upgrade(db_url)

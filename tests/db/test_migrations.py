@@ -55,7 +55,7 @@ def test_every_table_and_view_exists(conn):
     )
     assert all(comments[v] for v in REPORT_VIEWS), comments
     schemes = conn.execute("SELECT name FROM gmv.valuation_scheme WHERE is_default").fetchall()
-    assert schemes == [("rank_linear",)]
+    assert schemes == [("softmax_calibrated",)]  # for new spaces (docs/VALUATION.md)
     assert {r[0] for r in conn.execute("SELECT name FROM gmv.valuation_scheme")} == {
         "rank_linear",
         "reciprocal_rank",

@@ -42,15 +42,16 @@ def _rows_0001_knows(conn, schema: dict[str, list[str]]) -> dict[str, tuple[int,
             continue
         projection = ", ".join(f'"{c}"' for c in columns)
         kept[table] = query_fingerprint(conn, f'SELECT {projection} FROM gmv."{table}"')
-    # Schemes by natural key, without the one 0005 inserts (a re-created row gets a new identity).
-    kept["valuation_scheme"] = _schemes(conn, "WHERE formula <> 'softmax_calibrated'")
+    # Schemes by natural key, without the one 0005 inserts (a re-created row gets a new identity), and
+    # without is_default: below 0005 the default is rank_linear again.
+    kept["valuation_scheme"] = _schemes(conn, "WHERE formula <> 'softmax_calibrated'", columns="")
     return kept
 
 
-def _schemes(conn, where: str = "") -> tuple[int, str]:
+def _schemes(conn, where: str = "", columns: str = ", is_default") -> tuple[int, str]:
     # Natural key: a scheme re-created by an upgrade gets a new identity value.
     return query_fingerprint(
-        conn, f"SELECT name, formula, temperature, is_default, description FROM gmv.valuation_scheme {where}"
+        conn, f"SELECT name, formula, temperature, description{columns} FROM gmv.valuation_scheme {where}"
     )
 
 
@@ -60,9 +61,21 @@ def _all_rows(conn) -> dict[str, tuple[int, str]]:
         for name, fp in fingerprints(conn, "gmv", "r").items()
         # match_coverage: 0007's upgrade records that the stored matches competed with every stored
         # vector (a seeded database has none recorded), so it is rebuilt, not kept.
-        if name not in ("valuation_scheme", "scheme_calibration", "match_coverage")
+        if name not in ("valuation_scheme", "scheme_calibration", "match_coverage", "embedding_space")
     }
     rows["valuation_scheme"] = _schemes(conn)
+    # embedding_space.default_scheme_id is left out: a space that lived through a downgrade below 0005
+    # comes back on the scheme it had there (rank_linear), as every space that existed before 0005 does.
+    columns = [
+        r[0]
+        for r in conn.execute(
+            "SELECT attname FROM pg_attribute WHERE attrelid = 'gmv.embedding_space'::regclass"
+            " AND attnum > 0 AND NOT attisdropped AND attname <> 'default_scheme_id' ORDER BY attnum"
+        )
+    ]
+    rows["embedding_space"] = query_fingerprint(
+        conn, "SELECT " + ", ".join(f'"{c}"' for c in columns) + " FROM gmv.embedding_space"
+    )
     # A calibration is recomputed from the same matches by the next refresh: same values, new time.
     rows["scheme_calibration"] = query_fingerprint(
         conn,
