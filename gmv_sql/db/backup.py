@@ -21,6 +21,7 @@ from psycopg import sql
 
 from gmv_sql.db.connect import mask_password
 from gmv_sql.errors import ConfigError, ConflictError, DatabaseError, InputError
+from gmv_sql.progress import Progress
 from gmv_sql.resources import query
 
 ARCHIVE_MAGIC = b"PGDMP"  # first bytes of every pg_dump custom-format archive
@@ -59,12 +60,24 @@ class Backup:
     sha256: str
 
 
-def _run(args: list[str], what: str, url: str) -> None:
-    done = subprocess.run(args, capture_output=True, text=True)
-    if done.returncode != 0:
-        lines = [line for line in done.stderr.splitlines() if line.strip()]
-        reason = next((line for line in lines if "error" in line.lower()), lines[0] if lines else "no output")
-        raise DatabaseError(f"{what} of {mask_password(url)} failed: {reason.strip()}")
+def _run(args: list[str], what: str, url: str, *, step: str, total: int, label: str) -> None:
+    """Run pg_dump/pg_restore --verbose, counting its `step` lines (one per table) as progress."""
+    lines: list[str] = []
+    with Progress(label, total or None, unit="tables") as bar:
+        proc = subprocess.Popen(
+            [*args, "--verbose"], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+        )
+        for line in proc.stderr:
+            if step in line:
+                bar.update()
+            elif line.strip():
+                lines.append(line.strip())
+        proc.wait()
+    if proc.returncode != 0:
+        reason = next(
+            (line for line in lines if "error" in line.lower()), lines[-1] if lines else "no output"
+        )
+        raise DatabaseError(f"{what} of {mask_password(url)} failed: {reason}")
 
 
 def backup(url: str, path: Path) -> Backup:
@@ -75,11 +88,16 @@ def backup(url: str, path: Path) -> Backup:
     if not path.parent.exists():
         raise InputError(f"folder {path.parent} does not exist; create it or give another FILE")
     partial = path.with_name(path.name + ".partial")
+    with psycopg.connect(url, autocommit=True) as conn:
+        tables = int(conn.execute(query("backup", "count_tables")).fetchone()[0])
     try:
         _run(
             [client_binary("pg_dump"), "--format=custom", f"--file={partial}", f"--dbname={url}"],
             "pg_dump",
             url,
+            step="dumping contents of table",
+            total=tables,
+            label="backup",
         )
         os.replace(partial, path)
     finally:
@@ -134,7 +152,13 @@ def restore(url: str, path: Path, *, force: bool = False) -> list[str]:
             for schema in ("owner_report", "report", "gmv"):
                 conn.execute(sql.SQL(query("backup", "drop_schema")).format(schema=sql.Identifier(schema)))
             conn.execute(query("backup", "drop_alembic_version"))
-    _run([*args, str(path)], "pg_restore", url)
+    listing = subprocess.run(
+        [client_binary("pg_restore"), "--list", str(path)], capture_output=True, text=True
+    )
+    tables = sum(" TABLE DATA " in line for line in listing.stdout.splitlines())
+    _run(
+        [*args, str(path)], "pg_restore", url, step="processing data for table", total=tables, label="restore"
+    )
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(query("backup", "analyze"))
         return [row[0] for row in conn.execute(query("backup", "missing_owner_logins"))]

