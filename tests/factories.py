@@ -313,6 +313,7 @@ def seed(
     k: int | None = None,
     with_matches: bool = True,
     pool: str | None = None,
+    scheme: str | None = None,
 ) -> dict[str, Any]:
     """Seed owners, licences, training/generated images and their vectors in one embedding space.
 
@@ -324,7 +325,8 @@ def seed(
     months > 1 image j lands in month j % months from 2026-01.
     k: also write the exact top-k matches (as `gmv match --exact` would, eligible images only)
     unless with_matches is False, and set the space's match_k. pool: an amount for a revenue pool
-    of DEFAULT_PERIOD in EUR, space and default scheme.
+    of DEFAULT_PERIOD in EUR, space and default scheme. scheme: the space's default scheme (else the
+    database's default for new spaces, softmax_calibrated).
     All in one transaction (on a transactional connection, a savepoint the caller commits).
 
     Returns a dict: space (EmbeddingSpace), owner_ids, owner_names, license_ids, license_names,
@@ -383,6 +385,12 @@ def seed(
         emb_space = spaces.get_or_create_space(
             conn, space, model="synthetic", dim=dim, distance=distance, storage=storage
         )
+        if scheme is not None:
+            conn.execute(
+                "UPDATE gmv.embedding_space SET default_scheme_id ="
+                " (SELECT scheme_id FROM gmv.valuation_scheme WHERE name = %s) WHERE space_id = %s",
+                (scheme, emb_space.space_id),
+            )
         store.copy_vectors(conn, emb_space, "training", training_ids, training_vectors, source="factory")
         store.copy_vectors(conn, emb_space, "generated", generated_ids, generated_vectors, source="factory")
         excluded = {lid for lid, (_, _, ex) in zip(license_ids, licenses, strict=True) if ex}

@@ -27,6 +27,7 @@ from gmv_sql.ledger.draft import Computation, Key, Scope
 from gmv_sql.report.common import Target, ineligible_matches
 from gmv_sql.resources import query
 from gmv_sql.spaces import get_space
+from gmv_sql.value import calibration
 
 ROUNDING = (
     "credit per training image rounded to 9 decimals; owners share the pool pro rata to royalty-bearing credit, "
@@ -112,10 +113,15 @@ def compute_draft(
         found = recorded
     scheme = get_scheme(conn, key.space_id, key.scheme_id)
     if scheme.formula == "softmax_calibrated" and scheme.temperature is None:
-        raise NotFoundError(
-            f"scheme {scheme.name!r} has no temperature in space {target.space!r} yet; "
-            f"run gmv value calibrate --space {target.space}"
-        )
+        # Matched by other means than gmv match (which calibrates): calibrate now, as gmv value refresh
+        # would; an existing temperature is never replaced.
+        calibration.calibrate_missing(conn, key.space_id)
+        scheme = get_scheme(conn, key.space_id, key.scheme_id)
+        if scheme.temperature is None:
+            raise NotFoundError(
+                f"scheme {scheme.name!r} has no temperature in space {target.space!r} (no matches to "
+                f"calibrate from); run gmv match --space {target.space}"
+            )
     ledger.fill_live(conn, key)
     credits = ledger.credit_rows(conn, scheme.formula, scheme.temperature)
     images = ledger.live_images(conn, [t for t, _, _ in credits])

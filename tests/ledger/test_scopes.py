@@ -16,7 +16,17 @@ from tests.ledger.world import D
 
 
 def _two_generators(conn, db_url) -> dict:
-    a = seed(conn, n_training=60, n_generated=20, dim=8, owners=3, generator="gen-a", run="run-1", seed=0)
+    a = seed(
+        conn,
+        n_training=60,
+        n_generated=20,
+        dim=8,
+        owners=3,
+        generator="gen-a",
+        run="run-1",
+        seed=0,
+        scheme="rank_linear",
+    )
     seed(conn, n_training=30, n_generated=15, dim=8, owners=3, generator="gen-b", run="run-1", seed=1)
     seed(conn, n_training=10, n_generated=5, dim=8, owners=3, generator="gen-b", run="run-2", seed=2)
     matcher.match_space(partial(connect, db_url), a["space"], k=3, exact=True, recall_sample=0)

@@ -26,7 +26,8 @@ LEDGER = ("statement", "statement_line", "statement_credit", "statement_match")
 def matched_world(
     conn, db_url: str, *, seed_: int = 0, n_training: int = 120, n_generated: int = 40, **kw
 ) -> dict:
-    """4 owners, a paid and a free licence, random quality, exact top-5 matches (deterministic rematches)."""
+    """4 owners, a paid and a free licence, random quality, exact top-5 matches (deterministic rematches);
+    the space's default scheme is rank_linear unless scheme= says otherwise."""
     world = seed(
         conn,
         n_training=n_training,
@@ -36,6 +37,7 @@ def matched_world(
         quality="random",
         licenses=(("paid", True, False), ("paid-2", True, False), ("free", False, False)),
         seed=seed_,
+        scheme=kw.pop("scheme", "rank_linear"),  # the figures these tests check are rank_linear's
         **kw,
     )
     world["db_url"] = db_url

@@ -119,6 +119,7 @@ def test_downgrade_and_upgrade_keep_every_row(db_url):
             owners=HOSTILE_NAMES[:6],
             months=3,
             pool="1000.00",
+            scheme="rank_linear",  # a pool on softmax_calibrated (0005) goes with a downgrade below 0005
         )
         conn.execute("REFRESH MATERIALIZED VIEW gmv.training_credit")
         conn.execute("REFRESH MATERIALIZED VIEW gmv.training_credit_monthly")
