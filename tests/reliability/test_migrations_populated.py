@@ -16,6 +16,35 @@ def _indexes(conn) -> set[tuple[str, str]]:
     return set(conn.execute("SELECT tablename, indexdef FROM pg_indexes WHERE schemaname = 'gmv'").fetchall())
 
 
+# What 0006_ledger adds to the data tables (a downgrade below it drops them): compared without them.
+LEDGER_TABLES = {"match_run", "statement", "statement_line", "statement_credit", "statement_match"}
+LEDGER_COLUMNS = {"match": ["run_id"], "revenue_pool": ["generator_id", "run_id"]}
+LEDGER_VIEWS = {"statement", "statement_line", "statement_credit", "match_run", "space"}
+
+
+def _before_ledger(conn) -> dict:
+    """Fingerprints of the data tables as they are below 0006_ledger (its tables and columns left out)."""
+    out = {}
+    for name in relations(conn, "gmv", "r"):
+        if name in LEDGER_TABLES:
+            continue
+        columns = [
+            r[0]
+            for r in conn.execute(
+                "SELECT attname FROM pg_attribute WHERE attrelid = %s::regclass AND attnum > 0 AND NOT attisdropped"
+                " ORDER BY attnum",
+                (f"gmv.{name}",),
+            )
+            if r[0] not in LEDGER_COLUMNS.get(name, [])
+        ]
+        projection = ", ".join(f'"{c}"' for c in columns)
+        out[name] = conn.execute(
+            "SELECT count(*), md5(coalesce(string_agg(t::text, E'\\n' ORDER BY t::text), ''))"
+            f' FROM (SELECT {projection} FROM gmv."{name}") AS t'
+        ).fetchone()
+    return out
+
+
 def test_downgrade_and_upgrade_keep_every_row(db_url):
     with psycopg.connect(db_url, autocommit=True) as conn:
         from pgvector.psycopg import register_vector
@@ -34,12 +63,13 @@ def test_downgrade_and_upgrade_keep_every_row(db_url):
         conn.execute("REFRESH MATERIALIZED VIEW gmv.training_credit")
         conn.execute("REFRESH MATERIALIZED VIEW gmv.training_credit_monthly")
         tables = fingerprints(conn, "gmv", "r")
+        below_ledger = _before_ledger(conn)
         indexes = _indexes(conn)
         reports = fingerprints(conn, "report", "v")
     assert {"owner", "training_image", "generated_image", "match", "revenue_pool"} <= set(tables)
     assert any(name.startswith("training_embedding_") for name in tables)
     assert tables["match"][0] == 120 * 5
-    assert all(count > 0 for count, _ in reports.values()), reports
+    assert all(count > 0 for view, (count, _) in reports.items() if view not in LEDGER_VIEWS), reports
     print(
         f"\nmigrations: {len(tables)} tables ({sum(c for c, _ in tables.values())} rows) and {len(reports)} report views compared"
     )
@@ -50,7 +80,7 @@ def test_downgrade_and_upgrade_keep_every_row(db_url):
             assert current_revision(conn) == "0001_tables"
             assert conn.execute("SELECT to_regnamespace('report')").fetchone() == (None,)
             assert relations(conn, "gmv", "mv") == []
-            assert fingerprints(conn, "gmv", "r") == tables, f"rows changed by downgrade (cycle {cycle})"
+            assert _before_ledger(conn) == below_ledger, f"rows changed by downgrade (cycle {cycle})"
         upgrade(db_url)
         with psycopg.connect(db_url, autocommit=True) as conn:
             assert current_revision(conn) == head_revision()
