@@ -19,7 +19,7 @@ def _indexes(conn) -> set[tuple[str, str]]:
 # What 0006_ledger adds to the data tables (a downgrade below it drops them): compared without them.
 LEDGER_TABLES = {"match_run", "statement", "statement_line", "statement_credit", "statement_match"}
 LEDGER_COLUMNS = {"match": ["run_id"], "revenue_pool": ["generator_id", "run_id"]}
-LEDGER_VIEWS = {"statement", "statement_line", "statement_credit", "match_run", "space"}
+LEDGER_VIEWS = {"statement", "statement_line", "statement_credit", "statement_match", "match_run", "space"}
 
 
 def _before_ledger(conn) -> dict:
