@@ -135,10 +135,6 @@ class Computation:
     def due(self) -> decimal.Decimal:
         return sum((line.due for line in self.lines), ZERO)
 
-    @property
-    def paid_credit(self) -> decimal.Decimal:
-        return sum((decimal.Decimal(repr(c.credit)) for c in self.credits if c.info.royalty_bearing), ZERO)
-
     def changes_anything(self) -> bool:
         return any(line.amount for line in self.lines) or any(c.amount for c in self.credits)
 
