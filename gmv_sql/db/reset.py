@@ -40,6 +40,13 @@ def empty_database(conn: psycopg.Connection) -> ResetResult:
     try:
         with conn.transaction():
             conn.execute(_render("lock_tables", tables=tables))
+            issued = catalog.count_rows(conn, catalog.qualified("statement"))
+            if issued:
+                # Issued statements are never deleted, and the data they cite must not be reused under their ids.
+                raise DatabaseError(
+                    f"nothing deleted: this database holds {issued} issued royalty statements, which are never "
+                    "deleted; start over in a new database (or drop this one)"
+                )
             rows = catalog.data_row_counts(conn)
             vectors = catalog.vector_tables(conn)
             for vector in vectors:

@@ -256,6 +256,50 @@ def write_plots(url: str, output: Path) -> tuple[Path, Path]:
     return distribution, owner_plot
 
 
+def close_and_correct_the_month(demo: Demo) -> None:
+    """The ledger: issue the month's statement, an owner opts out, issue the adjustment; print both."""
+    from gmv_sql.db.connect import connect
+
+    heading(f"gmv report royalties --period {data.PERIOD} --issue (freeze the month)")
+    demo.run("report", "royalties", "--period", data.PERIOD, "--issue", capture=True)
+    with connect(demo.url) as conn:
+        first = conn.execute(query("demo", "latest_statement"), {"period": data.PERIOD}).fetchone()[0]
+        owner = conn.execute(query("demo", "top_owner"), {"statement_id": first}).fetchone()[0]
+    heading(f"Owner {owner!r} opts out of all their images; gmv match re-matches what used them")
+    with connect(demo.url) as conn:
+        n = len(conn.execute(query("demo", "opt_out_owner"), {"owner": owner}).fetchall())
+    say(f"{n} training images of {owner!r} opted out (SQL, as an operator would)")
+    demo.run("match", "--space", SPACE, capture=True)
+    heading(f"gmv report royalties --period {data.PERIOD} --issue --reason ... (the adjustment)")
+    demo.run(
+        "report",
+        "royalties",
+        "--period",
+        data.PERIOD,
+        "--issue",
+        "--reason",
+        f"{owner} opted out",
+        capture=True,
+    )
+    with connect(demo.url) as conn:
+        second = conn.execute(query("demo", "latest_statement"), {"period": data.PERIOD}).fetchone()[0]
+    click.echo(
+        f"\nIssued statement {first} ({data.PERIOD}, pool {POOL} {CURRENCY}), unchanged after the opt-out:"
+    )
+    click.echo(demo.run("statement", "show", str(first), capture=True).rstrip("\n"))
+    click.echo(
+        f"\nAdjustment statement {second} (reason: {owner} opted out): per-owner deltas, summing to 0.00:"
+    )
+    click.echo(demo.run("statement", "show", str(second), capture=True).rstrip("\n"))
+    click.echo(f"\ngmv statement verify {first}:")
+    click.echo(demo.run("statement", "verify", str(first), capture=True).rstrip("\n"))
+    for statement_id in (first, second):
+        path = demo.output / f"statement_{statement_id}.json"
+        path.write_text(demo.run("statement", "show", str(statement_id), "--format", "json", capture=True))
+    demo.files["issued statement (JSON)"] = demo.output / f"statement_{first}.json"
+    demo.files["adjustment statement (JSON)"] = demo.output / f"statement_{second}.json"
+
+
 @dataclass(frozen=True)
 class Step:
     lap: str  # the timing (summary.json's timings_s) this step's seconds count towards
@@ -272,6 +316,7 @@ STEPS: tuple[Step, ...] = (
     Step("reports", royalty_statement),
     Step("reports", membership_test),
     Step("reports", evidence_and_plots),
+    Step("ledger", close_and_correct_the_month),  # last: the opt-out changes values the steps above show
 )
 
 
@@ -296,6 +341,8 @@ FILES = (
     "value distribution plot",
     "credit per owner plot",
     "royalty statement (CSV)",
+    "issued statement (JSON)",
+    "adjustment statement (JSON)",
     "training manifest",
     "generated manifest",
     "members list",

@@ -135,10 +135,6 @@ class Computation:
     def due(self) -> decimal.Decimal:
         return sum((line.due for line in self.lines), ZERO)
 
-    @property
-    def paid_credit(self) -> decimal.Decimal:
-        return sum((decimal.Decimal(repr(c.credit)) for c in self.credits if c.info.royalty_bearing), ZERO)
-
     def changes_anything(self) -> bool:
         return any(line.amount for line in self.lines) or any(c.amount for c in self.credits)
 
@@ -151,6 +147,7 @@ def fill_live(conn: psycopg.Connection, key: Key) -> None:
     conn.execute(query("ledger", "create_rows"))
     conn.execute(query("ledger", "clear_rows"))
     conn.execute(query("ledger", "fill_live_rows"), key.params())
+    conn.execute(query("ledger", "analyze_rows"))  # a temporary table has no statistics until analysed
 
 
 def fill_stored(conn: psycopg.Connection, statement_id: int) -> None:
@@ -158,6 +155,7 @@ def fill_stored(conn: psycopg.Connection, statement_id: int) -> None:
     conn.execute(query("ledger", "create_rows"))
     conn.execute(query("ledger", "clear_rows"))
     conn.execute(query("ledger", "fill_stored_rows"), {"statement_id": statement_id})
+    conn.execute(query("ledger", "analyze_rows"))
 
 
 def credit_rows(
@@ -256,7 +254,7 @@ def split(
         )
     image_cents: dict[int, int] = {}
     for owner_id, weights in per_owner_images.items():
-        image_cents |= largest_remainder(owner_cents.get(owner_id, 0), weights)
+        image_cents.update(largest_remainder(owner_cents.get(owner_id, 0), weights))
     seen = set()
     for training_id, credit, n_matches in credits:
         info = images[training_id]

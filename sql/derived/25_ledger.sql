@@ -255,3 +255,27 @@ COMMENT ON COLUMN report.statement_credit.due IS 'The image''s part of its owner
 COMMENT ON COLUMN report.statement_credit.issued_before IS 'The image''s amounts in earlier statements of the same month and scope.';
 COMMENT ON COLUMN report.statement_credit.amount IS 'This statement''s cents for the image: due - issued_before (minus the reversed line for a reversal); they add up to the owner''s line.';
 COMMENT ON COLUMN report.statement_credit.currency IS 'Three-letter currency code.';
+
+CREATE VIEW report.statement_match AS
+SELECT m.statement_id,
+       m.generated_id,
+       g.uri AS generated_uri,
+       m.rank,
+       m.training_id,
+       m.distance,
+       m.k,
+       m.quality,
+       m.match_run_id
+FROM gmv.statement_match AS m
+LEFT JOIN gmv.generated_image AS g USING (generated_id);
+COMMENT ON VIEW report.statement_match IS
+    'The match rows each issued statement was computed from, as they were at issue: which generated images earned each training image''s credit (report.attribution shows the live ones).';
+COMMENT ON COLUMN report.statement_match.statement_id IS 'The statement (report.statement).';
+COMMENT ON COLUMN report.statement_match.generated_id IS 'Generated image matched.';
+COMMENT ON COLUMN report.statement_match.generated_uri IS 'Where the generated image is now (NULL when it was deleted since).';
+COMMENT ON COLUMN report.statement_match.rank IS 'Rank of the training image among the generated image''s k nearest (1 = nearest).';
+COMMENT ON COLUMN report.statement_match.training_id IS 'Training image matched (report.statement_credit describes it as it was at issue).';
+COMMENT ON COLUMN report.statement_match.distance IS 'Distance in the space (its distance function, see report.statement.provenance).';
+COMMENT ON COLUMN report.statement_match.k IS 'k of the match.';
+COMMENT ON COLUMN report.statement_match.quality IS 'Quality weight q_j of the generated image at issue.';
+COMMENT ON COLUMN report.statement_match.match_run_id IS 'The gmv match run that found the match (report.match_run; NULL: before runs were recorded).';

@@ -14,3 +14,14 @@ WHERE space = %(space)s AND scheme = %(scheme)s AND NOT opted_out
 
 -- name: owner_values
 SELECT owner, value FROM report.owner_value WHERE space = %(space)s AND scheme = %(scheme)s
+
+-- name: latest_statement
+SELECT max(statement_id) FROM report.statement WHERE period = %(period)s
+
+-- name: top_owner
+SELECT owner FROM report.statement_line WHERE statement_id = %(statement_id)s ORDER BY amount DESC, owner LIMIT 1
+
+-- name: opt_out_owner
+UPDATE gmv.training_image SET opted_out = true
+WHERE owner_id = (SELECT owner_id FROM gmv.owner WHERE name = %(owner)s) AND NOT opted_out
+RETURNING training_id

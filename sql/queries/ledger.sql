@@ -61,6 +61,9 @@ WHERE m.space_id = %(space_id)s
   AND (%(generator_id)s::bigint IS NULL OR gr.generator_id = %(generator_id)s)
   AND (%(run_id)s::bigint IS NULL OR g.run_id = %(run_id)s)
 
+-- name: analyze_rows
+ANALYZE pg_temp.ledger_rows
+
 -- name: fill_stored_rows
 INSERT INTO pg_temp.ledger_rows
 SELECT generated_id, rank, training_id, distance, k, quality, match_run_id
@@ -209,41 +212,39 @@ WHERE (%(period)s::date IS NULL OR period = %(period)s::date)
 ORDER BY statement_id
 
 -- name: changes
--- What differs between a statement's stored rows and the live rows now in pg_temp.ledger_rows.
+-- What differs between a statement's stored rows and the live rows now in pg_temp.ledger_rows. Each
+-- generated image's matches are compared as one signature (training ids, distances, k in rank order).
 WITH stored AS (
-    SELECT * FROM gmv.statement_match WHERE statement_id = %(statement_id)s
-), stored_images AS (
-    SELECT DISTINCT generated_id, quality FROM stored
-), live_images AS (
-    SELECT DISTINCT generated_id, quality FROM pg_temp.ledger_rows
-), both_images AS (
-    SELECT s.generated_id FROM stored_images AS s JOIN live_images AS l USING (generated_id)
+    SELECT generated_id, max(quality) AS quality,
+           array_agg(training_id ORDER BY rank) AS training, array_agg(distance ORDER BY rank) AS distance,
+           max(k) AS k
+    FROM gmv.statement_match WHERE statement_id = %(statement_id)s
+    GROUP BY generated_id
+), live AS (
+    SELECT generated_id, max(quality) AS quality,
+           array_agg(training_id ORDER BY rank) AS training, array_agg(distance ORDER BY rank) AS distance,
+           max(k) AS k
+    FROM pg_temp.ledger_rows
+    GROUP BY generated_id
+), paired AS (
+    SELECT s.generated_id AS stored_id, l.generated_id AS live_id,
+           s.quality AS stored_quality, l.quality AS live_quality,
+           (s.training, s.distance, s.k) IS DISTINCT FROM (l.training, l.distance, l.k) AS differs
+    FROM stored AS s FULL JOIN live AS l USING (generated_id)
 ), stored_training AS (
-    SELECT DISTINCT training_id FROM stored
+    SELECT DISTINCT training_id FROM gmv.statement_match WHERE statement_id = %(statement_id)s
 )
 SELECT
-    (SELECT count(*) FROM live_images AS l
-     WHERE NOT EXISTS (SELECT FROM stored_images AS s WHERE s.generated_id = l.generated_id))
-        AS generated_added,
-    (SELECT count(*) FROM stored_images AS s
-     WHERE NOT EXISTS (SELECT FROM live_images AS l WHERE l.generated_id = s.generated_id)
-       AND NOT EXISTS (SELECT FROM gmv.generated_image AS g WHERE g.generated_id = s.generated_id))
+    (SELECT count(*) FROM paired WHERE stored_id IS NULL) AS generated_added,
+    (SELECT count(*) FROM paired AS p WHERE live_id IS NULL
+       AND NOT EXISTS (SELECT FROM gmv.generated_image AS g WHERE g.generated_id = p.stored_id))
         AS generated_deleted,
-    (SELECT count(*) FROM stored_images AS s
-     WHERE NOT EXISTS (SELECT FROM live_images AS l WHERE l.generated_id = s.generated_id)
-       AND EXISTS (SELECT FROM gmv.generated_image AS g WHERE g.generated_id = s.generated_id))
+    (SELECT count(*) FROM paired AS p WHERE live_id IS NULL
+       AND EXISTS (SELECT FROM gmv.generated_image AS g WHERE g.generated_id = p.stored_id))
         AS generated_left,
-    (SELECT count(*) FROM both_images AS b
-     WHERE EXISTS (
-         (SELECT rank, training_id, distance, k FROM stored AS s WHERE s.generated_id = b.generated_id
-          EXCEPT SELECT rank, training_id, distance, k FROM pg_temp.ledger_rows AS l WHERE l.generated_id = b.generated_id)
-         UNION ALL
-         (SELECT rank, training_id, distance, k FROM pg_temp.ledger_rows AS l WHERE l.generated_id = b.generated_id
-          EXCEPT SELECT rank, training_id, distance, k FROM stored AS s WHERE s.generated_id = b.generated_id)))
-        AS rematched,
-    (SELECT count(*) FROM stored_images AS s JOIN live_images AS l USING (generated_id)
-     WHERE s.quality IS DISTINCT FROM l.quality)
-        AS quality_changed,
+    (SELECT count(*) FROM paired WHERE stored_id IS NOT NULL AND live_id IS NOT NULL AND differs) AS rematched,
+    (SELECT count(*) FROM paired WHERE stored_quality IS DISTINCT FROM live_quality
+       AND stored_id IS NOT NULL AND live_id IS NOT NULL) AS quality_changed,
     (SELECT count(*) FROM stored_training AS s JOIN gmv.training_image AS t USING (training_id) WHERE t.opted_out)
         AS opted_out,
     (SELECT count(*) FROM stored_training AS s JOIN gmv.training_image AS t USING (training_id)

@@ -18,6 +18,8 @@ PROMISED = (
     "value_distribution.png",
     "owner_credit.png",
     "royalties.csv",
+    "statement_1.json",
+    "statement_2.json",
     "training.csv",
     "generated.csv",
     "members.csv",
@@ -70,7 +72,18 @@ def test_quick_demo_values_members_above_nonmembers(gmv, tmp_path, conn):
     ).fetchone()
     assert counts[0] == summary["counts"]["members"] + summary["counts"]["nonmembers"]
     assert counts[1] == summary["counts"]["generated"]
-    assert counts[2] == 1 and counts[3] == 0  # one image opted out, and never matched
+    # One image opted out at ingest, then all of one owner's (the ledger step); none is matched.
+    assert counts[2] > 1 and counts[3] == 0
+
+    # The ledger: the month issued, then an adjustment after the opt-out; the issued month unchanged.
+    assert "Issued statement 1 (2026-01, pool 10000.00 EUR), unchanged after the opt-out:" in out
+    assert "Adjustment statement 2 (reason: " in out and "statement 1 reproduces exactly" in out
+    kinds = conn.execute("SELECT statement_id, kind, amount FROM gmv.statement ORDER BY 1").fetchall()
+    assert kinds == [(1, "original", decimal.Decimal("10000.00")), (2, "adjustment", decimal.Decimal("0.00"))]
+    first = json.loads((output / "statement_1.json").read_text())
+    assert {r["owner"]: r["amount"] for r in first["lines"]} == {r["owner"]: r["amount"] for r in rows}
+    adjustment = json.loads((output / "statement_2.json").read_text())
+    assert any(decimal.Decimal(r["amount"]) < 0 for r in adjustment["lines"])
     # efficientnet-lite0 at the demo's small input size (docs/DEMO.md: faster, and a clearer signal).
     assert conn.execute(
         "SELECT model, preprocessing ->> 'center_crop' FROM gmv.embedding_space"

@@ -170,3 +170,11 @@ def test_nothing_royalty_bearing_is_not_issued(gmv, conn, db_url):
     refused(
         gmv, "report", "royalties", "--period", "2026-01", "--pool", "10", "--issue", reason="nothing to pay"
     )
+
+
+def test_reset_refuses_a_database_with_issued_statements(gmv, conn, db_url):
+    matched_world(conn, db_url, n_training=40, n_generated=10)
+    issue(conn, pool="10.00")
+    before = ledger_fingerprint(conn), conn.execute("SELECT count(*) FROM gmv.match").fetchone()
+    refused(gmv, "db", "reset", "--yes", reason="holds 1 issued royalty statements, which are never deleted")
+    assert (ledger_fingerprint(conn), conn.execute("SELECT count(*) FROM gmv.match").fetchone()) == before

@@ -10,7 +10,7 @@ from tests.factories import reader_url
 from tests.ledger import world as w
 from tests.ledger.world import D
 
-VIEWS = ["statement", "statement_line", "statement_credit", "match_run", "space"]
+VIEWS = ["statement", "statement_line", "statement_credit", "statement_match", "match_run", "space"]
 
 
 def test_every_view_and_column_has_a_comment(conn):
@@ -43,6 +43,9 @@ def test_views_show_the_ledger_and_the_reader_reads_only_them(conn, db_url):
     assert statement == (1, "original", "2026-01", "all", D("120.00"), "synthetic", 5, 1.0)
     assert conn.execute("SELECT sum(amount) FROM report.statement_line").fetchone() == (D("120.00"),)
     assert conn.execute("SELECT sum(amount) FROM report.statement_credit").fetchone() == (D("120.00"),)
+    assert conn.execute(
+        "SELECT count(*), count(generated_uri), count(DISTINCT generated_id) FROM report.statement_match"
+    ).fetchone() == (200, 200, 40)
     with psycopg.connect(reader_url(db_url), autocommit=True) as reader:
         for view in VIEWS:
             assert reader.execute(f"SELECT * FROM report.{view}").fetchall(), view
