@@ -170,20 +170,17 @@ def ingest(demo: Demo) -> None:
         "--run",
         f"seed-{demo.seed}",
     )
-    set_rights(demo.url, demo.training.opted_out_sha256)
+    set_rights(demo)
 
 
-def set_rights(url: str, opted_out_sha256: str) -> None:
-    """What an operator does in SQL after ingest: mark royalty-free licences and honour an opt-out."""
-    from gmv_sql.db.connect import connect
-
+def set_rights(demo: Demo) -> None:
+    """What an operator does after ingest: mark royalty-free licences and honour an opt-out."""
     free = [name for name, paid in data.LICENSES.items() if not paid]
-    with connect(url) as conn, conn.transaction():
-        conn.execute(query("demo", "royalty_free_licences"), {"names": free})
-        row = conn.execute(query("demo", "opt_out_training_image"), {"sha256": opted_out_sha256}).fetchone()
+    for name in free:
+        demo.run("license", "set", name, "--no-royalty-bearing", capture=True)
     say(f"licences {', '.join(free)}: royalty-free (credit shown, not paid)")
-    if row:
-        say(f"training image {row[0]} ({Path(row[1]).name}) opted out: it is never matched")
+    demo.run("rights", "opt-out", demo.training.opted_out_sha256, capture=True)
+    say(f"training image {demo.training.opted_out_sha256[:12]}… opted out: it is never matched")
 
 
 def embed(demo: Demo) -> None:
@@ -266,9 +263,8 @@ def close_and_correct_the_month(demo: Demo) -> None:
         first = conn.execute(query("demo", "latest_statement"), {"period": data.PERIOD}).fetchone()[0]
         owner = conn.execute(query("demo", "top_owner"), {"statement_id": first}).fetchone()[0]
     heading(f"Owner {owner!r} opts out of all their images; gmv match re-matches what used them")
-    with connect(demo.url) as conn:
-        n = len(conn.execute(query("demo", "opt_out_owner"), {"owner": owner}).fetchall())
-    say(f"{n} training images of {owner!r} opted out (SQL, as an operator would)")
+    heading(f"gmv rights opt-out --owner {owner!r}")
+    demo.run("rights", "opt-out", "--owner", owner)
     demo.run("match", "--space", SPACE, capture=True)
     heading(f"gmv report royalties --period {data.PERIOD} --issue --reason ... (the adjustment)")
     demo.run(

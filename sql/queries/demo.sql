@@ -1,11 +1,5 @@
--- What `gmv demo` does beyond the commands it runs: the rights an operator sets after ingest, and the
--- values it plots (read from the public report views, as any client would).
-
--- name: royalty_free_licences
-UPDATE gmv.license SET royalty_bearing = false WHERE name = ANY(%(names)s)
-
--- name: opt_out_training_image
-UPDATE gmv.training_image SET opted_out = true WHERE sha256 = %(sha256)s RETURNING training_id, uri
+-- What `gmv demo` reads beyond the commands it runs: the values it plots (from the public report views,
+-- as any client would).
 
 -- name: training_values_by_split
 SELECT attributes ->> 'split' AS split, value
@@ -20,8 +14,3 @@ SELECT max(statement_id) FROM report.statement WHERE period = %(period)s
 
 -- name: top_owner
 SELECT owner FROM report.statement_line WHERE statement_id = %(statement_id)s ORDER BY amount DESC, owner LIMIT 1
-
--- name: opt_out_owner
-UPDATE gmv.training_image SET opted_out = true
-WHERE owner_id = (SELECT owner_id FROM gmv.owner WHERE name = %(owner)s) AND NOT opted_out
-RETURNING training_id
