@@ -43,6 +43,9 @@ K = 3
 # efficientnet-lite0 input side for the 32x32 demo PNGs (`gmv embed --image-size 64`): 15x faster to
 # embed than the model's 224 and a clearer membership signal (docs/DEMO.md: p = 8.3e-7 vs 2.5e-5).
 IMAGE_SIZE = 64
+# Near-copies are looked for in raw pixels, flip-invariant (docs/NEAR_COPIES.md: efficientnet-lite0
+# features miss noised and re-encoded copies); 8x8 gray is the digits' own resolution.
+COPY_SPACE = "digits-pixels"
 POOL = "10000.00"
 CURRENCY = "EUR"
 
@@ -86,6 +89,7 @@ class Demo:
     generated_manifest: Path | None = None
     n_generated: int = 0
     membership: dict[str, object] = field(default_factory=dict)
+    near_copies: dict[str, object] = field(default_factory=dict)
     files: dict[str, Path] = field(default_factory=dict)
 
     def run(self, *args: str, capture: bool = False) -> str:
@@ -253,6 +257,33 @@ def write_plots(url: str, output: Path) -> tuple[Path, Path]:
     return distribution, owner_plot
 
 
+def near_copies(demo: Demo) -> None:
+    heading(f"gmv report near-copies (space {COPY_SPACE}: 8x8 pixels, flip-invariant)")
+    demo.run("embed", "--space", COPY_SPACE, "--model", "pixels", "--pixels-mirror", "--quiet")
+    demo.run("match", "--space", COPY_SPACE, "--k", str(K), capture=True)
+    rows = json.loads(
+        demo.run("report", "near-copies", "--space", COPY_SPACE, "--format", "json", capture=True)
+    )
+    from gmv_sql.db.connect import connect
+
+    with connect(demo.url) as conn:
+        threshold = conn.execute(query("demo", "near_copy_distance"), {"space": COPY_SPACE}).fetchone()[0]
+    flagged = sorted({r["generated_id"] for r in rows})
+    copied = sorted({r["training_uri"] for r in rows if r["rank"] == 1})
+    demo.near_copies = {
+        "space": COPY_SPACE,
+        "threshold": threshold,
+        "generated": len(flagged),
+        "of": demo.n_generated,
+        "training_images_copied": len(copied),
+    }
+    click.echo(
+        f"\nNear-copies: {len(flagged)} of {demo.n_generated} generated digits are within {threshold:.4g} "
+        f"(calibrated) of a training digit in space {COPY_SPACE}, copying {len(copied)} training images "
+        f"(`gmv report near-copies --space {COPY_SPACE}`)"
+    )
+
+
 @dataclass(frozen=True)
 class Step:
     lap: str  # the timing (summary.json's timings_s) this step's seconds count towards
@@ -269,6 +300,7 @@ STEPS: tuple[Step, ...] = (
     Step("reports", royalty_statement),
     Step("reports", membership_test),
     Step("reports", evidence_and_plots),
+    Step("quality", near_copies),
 )
 
 
@@ -358,6 +390,7 @@ def run_demo(gmv: click.Group, app: App, *, quick: bool, output: Path, seed: int
         "pool": f"{POOL} {CURRENCY}",
         "counts": result.counts,
         "membership": result.membership,
+        "near_copies": demo.near_copies,
         "timings_s": timings,
         "files": {name: str(path) for name, path in result.files.items()},
     }

@@ -96,6 +96,7 @@ def match(
     finally:
         if bar:
             bar[0].close()
+    _calibrate_near_copies(app, space.name)
     how = "exact search" if result.exact else f"HNSW, ef_search={result.ef_search}"
     click.echo(
         f"matched {result.matched:,} generated images in space {result.space!r} (k={result.k}, {how}, "
@@ -120,6 +121,14 @@ def match(
         )
     if result.matched:
         click.echo("next: gmv value refresh")
+
+
+def _calibrate_near_copies(app: App, space_name: str) -> None:
+    """The near-copy distance of report.near_copy follows the space's training data (unless set by hand)."""
+    from gmv_sql.quality import near_copy
+
+    with app.connect() as conn:
+        near_copy.calibrate_if_needed(conn, get_space(conn, space_name))
 
 
 @match.command()

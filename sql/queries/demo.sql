@@ -14,3 +14,6 @@ WHERE space = %(space)s AND scheme = %(scheme)s AND NOT opted_out
 
 -- name: owner_values
 SELECT owner, value FROM report.owner_value WHERE space = %(space)s AND scheme = %(scheme)s
+
+-- name: near_copy_distance
+SELECT near_copy_distance FROM gmv.embedding_space WHERE name = %(space)s

@@ -8,8 +8,13 @@ WHERE sp.name = %(space)s
 ORDER BY m.generated_id
 
 -- name: attribution
-SELECT generated_id, generated_uri, generator, run, rank, training_id, training_uri, owner, license, distance, weight
-FROM report.attribution
+-- near_copy: the training image is within the space's near-copy distance (report.near_copy).
+SELECT a.generated_id, a.generated_uri, a.generator, a.run, a.rank, a.training_id, a.training_uri, a.owner,
+       a.license, a.distance, a.weight,
+       EXISTS (SELECT 1 FROM report.near_copy AS n
+               WHERE n.space = a.space AND n.generated_id = a.generated_id AND n.training_id = a.training_id)
+           AS near_copy
+FROM report.attribution AS a
 WHERE space = %(space)s AND scheme = %(scheme)s AND generated_id = ANY (%(ids)s::bigint[])
 ORDER BY generated_id, rank
 
@@ -44,4 +49,6 @@ SELECT (SELECT count(*) FROM gmv.training_image) AS n_training,
        (SELECT count(DISTINCT m.generated_id) FROM gmv.match AS m JOIN gmv.embedding_space AS sp USING (space_id)
          WHERE sp.name = %(space)s) AS n_generated,
        (SELECT match_k FROM gmv.embedding_space WHERE name = %(space)s) AS k,
-       (SELECT distance FROM gmv.embedding_space WHERE name = %(space)s) AS distance
+       (SELECT distance FROM gmv.embedding_space WHERE name = %(space)s) AS distance,
+       (SELECT near_copy_distance FROM gmv.embedding_space WHERE name = %(space)s) AS near_copy_distance,
+       (SELECT count(DISTINCT generated_id) FROM report.near_copy WHERE space = %(space)s) AS n_near_copies

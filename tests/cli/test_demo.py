@@ -70,8 +70,12 @@ def test_quick_demo_values_members_above_nonmembers(gmv, tmp_path, conn):
     assert counts[2] == 1 and counts[3] == 0  # one image opted out, and never matched
     # efficientnet-lite0 at the demo's small input size (docs/DEMO.md: faster, and a clearer signal).
     assert conn.execute(
-        "SELECT model, preprocessing ->> 'center_crop' FROM gmv.embedding_space"
+        "SELECT model, preprocessing ->> 'center_crop' FROM gmv.embedding_space WHERE name = 'digits-effnet'"
     ).fetchall() == [("efficientnet-lite0", "64")]
+    # Near-copies, in the flip-invariant pixels space: counted, printed and in summary.json.
+    near = summary["near_copies"]
+    assert near["space"] == "digits-pixels" and near["threshold"] > 0 and 0 <= near["generated"] <= near["of"]
+    assert f"Near-copies: {near['generated']} of {near['of']} generated digits" in out
 
     # The evidence page is one self-contained file.
     page = (output / "evidence.html").read_text(encoding="utf-8")

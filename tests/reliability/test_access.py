@@ -52,7 +52,10 @@ OUTSIDE_A_TRANSACTION = {"CREATE DATABASE mallory": "DROP DATABASE mallory"}
 
 @pytest.fixture
 def seeded(conn):
-    return seed(conn, n_training=30, n_generated=10, dim=4, k=3, months=2, pool="1000.00")
+    world = seed(conn, n_training=30, n_generated=10, dim=4, k=3, months=2, pool="1000.00")
+    # Every match a near-copy, so that report.near_copy has rows to read.
+    conn.execute("UPDATE gmv.embedding_space SET near_copy_distance = 2, near_copy_source = 'set'")
+    return world
 
 
 def _execute(conn: psycopg.Connection, statement: str) -> None:

@@ -1,0 +1,139 @@
+"""`gmv space show|set|calibrate` (per-space settings such as the near-copy distance) and
+`gmv report near-copies` (generated images that nearly copy a training image)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import click
+
+from gmv_sql.app import App, pass_app
+from gmv_sql.output import emit, format_option, read
+from gmv_sql.resources import query
+from gmv_sql.spaces import get_space
+
+
+@click.group("space")
+def space() -> None:
+    """Show and change per-space settings (the near-copy distance of report.near_copy)."""
+
+
+@space.command("show")
+@click.argument("name")
+@format_option
+@pass_app
+def space_show(app: App, name: str, fmt: str) -> None:
+    """Show a space: model, dimension, distance, k, near-copy distance and how it was chosen.
+
+    Example: gmv space show digits-effnet
+    """
+    with app.connect() as conn:
+        found = get_space(conn, name)
+        rows = read(conn, query("quality", "space_show"), {"space_id": found.space_id})
+    emit(rows.rows, rows.columns, fmt)
+
+
+def _near_copy_distance(ctx, param, value):
+    if value is not None and (not math.isfinite(value) or value < 0):
+        raise click.BadParameter(f"{value} is not a finite distance >= 0; e.g. 0.02", ctx=ctx, param=param)
+    return value
+
+
+@space.command("set")
+@click.argument("name")
+@click.option(
+    "--near-copy-distance",
+    type=float,
+    callback=_near_copy_distance,
+    metavar="D",
+    help="Generated images at most D from a matched training image are near-copies (kept until `gmv space calibrate`).",
+)
+@pass_app
+def space_set(app: App, name: str, near_copy_distance: float | None) -> None:
+    """Set a space's near-copy distance by hand (in the space's own distance units).
+
+    Example: gmv space set digits-effnet --near-copy-distance 0.02
+    """
+    from gmv_sql.quality import near_copy
+
+    if near_copy_distance is None:
+        raise click.UsageError("nothing to set; give --near-copy-distance D")
+    with app.connect() as conn:
+        found = get_space(conn, name)
+        near_copy.set_distance(conn, found, near_copy_distance)
+    click.echo(f"space {found.name!r}: near-copy distance {near_copy_distance:g} (set by hand)")
+
+
+@space.command("calibrate")
+@click.argument("name")
+@click.option(
+    "--percentile",
+    type=click.FloatRange(0, 100, min_open=True, max_open=True),
+    default=None,
+    help="Percentile of nearest-other-training distances [default: 1, docs/NEAR_COPIES.md].",
+)
+@pass_app
+def space_calibrate(app: App, name: str, percentile: float | None) -> None:
+    """Calibrate the near-copy distance from the space's own training images (replaces a hand-set one).
+
+    The threshold is a low percentile of the distances between training images and their nearest
+    other training image: closer than almost any two distinct training images are.
+
+    Example: gmv space calibrate digits-effnet
+    """
+    from gmv_sql.quality import near_copy
+
+    with app.connect() as conn:
+        found = get_space(conn, name)
+        result = near_copy.calibrate(
+            conn, found, percentile=percentile or near_copy.PERCENTILE, override=True
+        )
+    if not result.changed:
+        raise click.ClickException(
+            f"space {found.name!r} has {result.sampled} training vectors ({result.duplicates} duplicates), too few "
+            f"to calibrate (need {near_copy.MIN_SAMPLE} distinct); embed more training images, or set one with "
+            f"`gmv space set {found.name} --near-copy-distance D`"
+        )
+    click.echo(
+        f"space {found.name!r}: near-copy distance {result.threshold:.6g} "
+        f"(percentile {percentile or near_copy.PERCENTILE:g} of {result.sampled} training images' nearest-other "
+        f"distances; {json.dumps({k: round(v, 6) for k, v in result.percentiles.items()})})"
+    )
+
+
+@click.command("near-copies")
+@click.option("--space", "space_name", metavar="NAME", help="Embedding space [default: the only one].")
+@format_option
+@pass_app
+def near_copies(app: App, space_name: str | None, fmt: str) -> None:
+    """Generated images that are near-copies of a training image (possible memorisation).
+
+    A near-copy is at most the space's near-copy distance from a matched training image; shown
+    with the training image's owner and licence and both URIs. The distance is calibrated from
+    the space's own training data unless set with `gmv space set NAME --near-copy-distance D`.
+
+    Example: gmv report near-copies --space digits-effnet --format csv
+    """
+    from gmv_sql.quality import near_copy
+
+    with app.connect() as conn:
+        found = get_space(conn, space_name)
+        calibration = near_copy.calibrate_if_needed(conn, found)
+        rows = read(conn, query("quality", "near_copies"), {"space": found.name})
+        setting = conn.execute(query("quality", "near_copy_setting"), {"space_id": found.space_id}).fetchone()
+    emit(rows.rows, rows.columns, fmt)
+    n = len({r.generated_id for r in rows.rows})
+    if setting[0] is None:
+        click.echo(
+            f"note: space {found.name!r} has too few training vectors to calibrate a near-copy distance; "
+            f"set one with `gmv space set {found.name} --near-copy-distance D`",
+            err=True,
+        )
+    else:
+        how = "calibrated" if setting[1] == "calibrated" else "set by hand"
+        fresh = " (just calibrated)" if calibration and calibration.changed else ""
+        click.echo(
+            f"{n:,} near-copies in space {found.name!r} (distance <= {setting[0]:.6g}, {how}{fresh})",
+            err=True,
+        )
