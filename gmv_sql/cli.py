@@ -16,7 +16,7 @@ from gmv_sql.embed.commands import embed
 from gmv_sql.errors import GmvError
 from gmv_sql.ingest.commands import ingest
 from gmv_sql.match.commands import match
-from gmv_sql.quality.commands import near_copies, space
+from gmv_sql.quality.commands import consistency, near_copies, space
 from gmv_sql.report.commands import report
 from gmv_sql.value.commands import value
 
@@ -61,6 +61,7 @@ for command in (db, ingest, embed, match, value, report, audit, demo):  # the pi
     cli.add_command(command)
 cli.add_command(space)
 report.add_command(near_copies)
+audit.add_command(consistency)
 
 
 def main() -> None:

@@ -90,6 +90,7 @@ class Demo:
     n_generated: int = 0
     membership: dict[str, object] = field(default_factory=dict)
     near_copies: dict[str, object] = field(default_factory=dict)
+    consistency: dict[str, object] = field(default_factory=dict)
     files: dict[str, Path] = field(default_factory=dict)
 
     def run(self, *args: str, capture: bool = False) -> str:
@@ -228,6 +229,15 @@ def membership_test(demo: Demo) -> None:
     click.echo(text.rstrip("\n"))
 
 
+def consistency_audit(demo: Demo) -> None:
+    heading(f"gmv audit consistency --attribute digit --space {SPACE}")
+    args = ("audit", "consistency", "--attribute", "digit", "--space", SPACE)
+    text = demo.run(*args, capture=True)
+    demo.consistency = json.loads(demo.run(*args, "--format", "json", capture=True))
+    click.echo("\nClass consistency (GMValuator): do the matches show the digit the generator was asked for?")
+    click.echo(text.rstrip("\n"))
+
+
 def evidence_and_plots(demo: Demo) -> None:
     heading("Evidence page and plots")
     evidence = demo.output / "evidence.html"
@@ -299,6 +309,7 @@ STEPS: tuple[Step, ...] = (
     Step("match+value", match_and_value),
     Step("reports", royalty_statement),
     Step("reports", membership_test),
+    Step("reports", consistency_audit),
     Step("reports", evidence_and_plots),
     Step("quality", near_copies),
 )
@@ -390,6 +401,7 @@ def run_demo(gmv: click.Group, app: App, *, quick: bool, output: Path, seed: int
         "pool": f"{POOL} {CURRENCY}",
         "counts": result.counts,
         "membership": result.membership,
+        "consistency": demo.consistency,
         "near_copies": demo.near_copies,
         "timings_s": timings,
         "files": {name: str(path) for name, path in result.files.items()},

@@ -137,3 +137,45 @@ def near_copies(app: App, space_name: str | None, fmt: str) -> None:
             f"{n:,} near-copies in space {found.name!r} (distance <= {setting[0]:.6g}, {how}{fresh})",
             err=True,
         )
+
+
+@click.command("consistency")
+@click.option(
+    "--attribute",
+    required=True,
+    metavar="NAME",
+    help="A manifest attribute on both training and generated images (e.g. the class asked for).",
+)
+@click.option("--space", "space_name", metavar="NAME", help="Embedding space [default: the only one].")
+@format_option
+@pass_app
+def consistency(app: App, attribute: str, space_name: str | None, fmt: str) -> None:
+    """Share of top-k matches whose training image has the generated image's attribute value, vs chance.
+
+    GMValuator's class-consistency check: per rank and overall, the share of matches with the same
+    value, the chance level from the value's frequency among training images that can be matched,
+    and a one-sided binomial test (share > chance).
+
+    Example: gmv audit consistency --attribute digit --space digits-effnet
+    """
+    from gmv_sql.audit.consistency import consistency as audit_consistency
+
+    with app.connect() as conn:
+        found = get_space(conn, space_name)
+        result = audit_consistency(conn, found, attribute)
+    if fmt == "json":
+        plain = result.as_dict()
+        for row in plain["rows"]:
+            row["lift"] = row["lift"] if math.isfinite(row["lift"]) else str(row["lift"])
+        click.echo(json.dumps(plain, indent=2))
+        return
+    emit(
+        [
+            (r.rank, r.n, r.same, round(r.share, 4), round(r.chance, 4), round(r.lift, 2), r.p_value)
+            for r in result.rows
+        ],
+        ("rank", "matches", "same", "share", "chance", "lift", "p_value"),
+        fmt,
+    )
+    if fmt == "table":
+        click.echo(result.summary())

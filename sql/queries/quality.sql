@@ -50,3 +50,50 @@ SELECT name AS space, model, dim, distance, storage, match_k AS k, near_copy_dis
        near_copy_calibration::text AS near_copy_calibration
 FROM gmv.embedding_space
 WHERE space_id = %(space_id)s
+
+-- name: attribute_presence
+-- How many training and generated images carry the attribute (a manifest column).
+SELECT (SELECT count(*) FROM gmv.training_image WHERE attributes ? %(attribute)s) AS training,
+       (SELECT count(*) FROM gmv.generated_image WHERE attributes ? %(attribute)s) AS generated
+
+-- name: attribute_names
+SELECT DISTINCT key
+FROM (SELECT jsonb_object_keys(attributes) AS key FROM gmv.training_image
+      UNION ALL
+      SELECT jsonb_object_keys(attributes) FROM gmv.generated_image) AS k
+ORDER BY key
+
+-- name: consistency_by_rank
+-- Per rank: matches of generated images that carry the attribute, and how many of their training
+-- images carry the same value (values compared as text: 3 and "3" are one value).
+SELECT m.rank,
+       count(*) AS n,
+       count(*) FILTER (WHERE t.attributes ->> %(attribute)s = g.attributes ->> %(attribute)s) AS same
+FROM gmv.match AS m
+JOIN gmv.generated_image AS g USING (generated_id)
+JOIN gmv.training_image AS t USING (training_id)
+WHERE m.space_id = %(space_id)s AND g.attributes ? %(attribute)s
+GROUP BY m.rank
+ORDER BY m.rank
+
+-- name: consistency_chance
+-- The chance that a training image drawn at random from those that can be matched (a vector in the
+-- space, not opted out, licence not excluded) has the generated image's value, averaged over the
+-- matched generated images that carry the attribute.
+WITH pool AS (
+    SELECT t.attributes ->> %(attribute)s AS value
+    FROM {training} AS e
+    JOIN gmv.training_image AS t USING (training_id)
+    JOIN gmv.license AS l USING (license_id)
+    WHERE NOT t.opted_out AND NOT l.excluded
+), frequency AS (
+    SELECT value, count(*)::double precision / (SELECT count(*) FROM pool) AS p
+    FROM pool
+    WHERE value IS NOT NULL
+    GROUP BY value
+)
+SELECT coalesce(avg(coalesce(f.p, 0)), 0) AS chance, count(*) AS n_generated
+FROM gmv.generated_image AS g
+LEFT JOIN frequency AS f ON f.value = g.attributes ->> %(attribute)s
+WHERE g.attributes ? %(attribute)s
+  AND EXISTS (SELECT 1 FROM gmv.match AS m WHERE m.space_id = %(space_id)s AND m.generated_id = g.generated_id)

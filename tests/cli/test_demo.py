@@ -76,6 +76,10 @@ def test_quick_demo_values_members_above_nonmembers(gmv, tmp_path, conn):
     near = summary["near_copies"]
     assert near["space"] == "digits-pixels" and near["threshold"] > 0 and 0 <= near["generated"] <= near["of"]
     assert f"Near-copies: {near['generated']} of {near['of']} generated digits" in out
+    # Class consistency: matches show the digit asked for far above chance (10 balanced classes).
+    consistency = summary["consistency"]
+    assert consistency["attribute"] == "digit" and 0.05 < consistency["chance"] < 0.15
+    assert consistency["rows"][-1]["share"] > consistency["chance"] and "Class consistency" in out
 
     # The evidence page is one self-contained file.
     page = (output / "evidence.html").read_text(encoding="utf-8")
