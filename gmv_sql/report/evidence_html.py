@@ -160,6 +160,7 @@ def write_evidence_page(
     split_rows = read(conn, query("evidence_html", "values_by_split"), params).rows
     owner_rows = read(conn, query("evidence_html", "owner_credit"), params).rows
     totals = read(conn, query("evidence_html", "totals"), params).rows[0]
+    never_matched = read(conn, query("evidence_html", "never_matched")).rows[0].n
     k = totals.k
 
     groups: dict[str, list[float]] = defaultdict(list)
@@ -192,6 +193,7 @@ def write_evidence_page(
         f'<img src="{_png_uri(distribution_png)}" alt="value distribution">',
         f'<img src="{_png_uri(owner_png)}" alt="credit per owner">',
         "</div>",
+        _population_note(groups, never_matched),
         f"<h2>Generated images and their top-{_e(k)} training images</h2>",
         '<p class="meta">Each row: a generated image, then the training images nearest to it (rank 1 = nearest), '
         f"with owner, licence, {_e(DISTANCE_NAMES.get(totals.distance, totals.distance))} d and the weight w its "
@@ -239,6 +241,21 @@ def write_evidence_page(
     parts.append("</body></html>")
     _write_atomically(path, "\n".join(parts))
     return path
+
+
+def _population_note(groups: dict[str, list[float]], never_matched: int) -> str:
+    """Which training images the value distribution counts: the membership audit's definition."""
+    counts = ", ".join(
+        f"{_e(name)} n = {len(values)} (mean {np.mean(values):.4g})"
+        for name, values in groups.items()
+        if values
+    )
+    return (
+        '<p class="meta">Value distribution: training images that can be matched (not opted out, licence not '
+        f"excluded), by their <code>split</code> attribute: {counts}. {_e(never_matched)} opted-out or excluded "
+        "images are left out (never matched, their value says nothing); <code>gmv audit membership</code> tests "
+        "the same population.</p>"
+    )
 
 
 def _near_copy_note(totals) -> str:

@@ -8,9 +8,11 @@ UPDATE gmv.license SET royalty_bearing = false WHERE name = ANY(%(names)s)
 UPDATE gmv.training_image SET opted_out = true WHERE sha256 = %(sha256)s RETURNING training_id, uri
 
 -- name: training_values_by_split
-SELECT attributes ->> 'split' AS split, value
-FROM report.training_value
-WHERE space = %(space)s AND scheme = %(scheme)s AND NOT opted_out
+-- The membership audit's population (gmv_sql/audit/membership.py): images that can be matched.
+SELECT v.attributes ->> 'split' AS split, v.value
+FROM report.training_value AS v
+JOIN gmv.license AS l ON l.name = v.license
+WHERE v.space = %(space)s AND v.scheme = %(scheme)s AND NOT v.opted_out AND NOT l.excluded
 
 -- name: owner_values
 SELECT owner, value FROM report.owner_value WHERE space = %(space)s AND scheme = %(scheme)s

@@ -34,9 +34,19 @@ LIMIT %(limit)s
 
 -- name: values_by_split
 -- The `split` attribute (a manifest column, e.g. member / non-member) groups the value histogram.
-SELECT attributes ->> 'split' AS split, value
-FROM report.training_value
-WHERE space = %(space)s AND scheme = %(scheme)s
+-- Only images that can be matched (not opted out, licence not excluded): the population the
+-- membership audit tests (gmv_sql/audit/membership.py), so both show the same n and means.
+SELECT v.attributes ->> 'split' AS split, v.value
+FROM report.training_value AS v
+JOIN gmv.license AS l ON l.name = v.license
+WHERE v.space = %(space)s AND v.scheme = %(scheme)s AND NOT v.opted_out AND NOT l.excluded
+
+-- name: never_matched
+-- Training images left out of the histogram: opted out or under an excluded licence.
+SELECT count(*) AS n
+FROM gmv.training_image AS t
+JOIN gmv.license AS l USING (license_id)
+WHERE t.opted_out OR l.excluded
 
 -- name: owner_credit
 SELECT owner, value

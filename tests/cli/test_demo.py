@@ -49,6 +49,12 @@ def test_quick_demo_values_members_above_nonmembers(gmv, tmp_path, conn):
     assert membership["p_value"] < 0.01
     assert membership["auc"] > 0.5
     assert "Membership test" in out and "p-value (two-sided)" in out and "AUC" in out
+    # Sturdier than Welch alone: a permutation p-value and a bootstrap interval of the AUC.
+    assert membership["permutation_p_value"] < 0.01 and "permutation p-value" in out
+    assert (
+        membership["auc_ci_low"] > 0.5
+        and membership["auc_ci_low"] <= membership["auc"] <= membership["auc_ci_high"]
+    )
 
     # The royalty statement: printed, and its CSV adds up to the pool exactly; royalty-free
     # licences earn credit but no money.
@@ -84,6 +90,9 @@ def test_quick_demo_values_members_above_nonmembers(gmv, tmp_path, conn):
     # The evidence page is one self-contained file.
     page = (output / "evidence.html").read_text(encoding="utf-8")
     assert page.count('class="generated"') == 12 and 'src="data:image/png;base64,' in page
+    # One count everywhere: the page's value distribution counts the images the audit tested.
+    assert f"non-member n = {membership['n_nonmembers']} (mean {membership['mean_nonmembers']:.4g})" in page
+    assert f"member n = {membership['n_members']} (mean {membership['mean_members']:.4g})" in page
 
     # Running again into the same (now full) database is refused before anything is touched.
     again = gmv.run("demo", "--quick", "--output", output, check=False)
