@@ -16,7 +16,7 @@ from gmv_sql.embed.commands import embed
 from gmv_sql.errors import GmvError
 from gmv_sql.ingest.commands import ingest
 from gmv_sql.match.commands import match
-from gmv_sql.quality.commands import consistency, near_copies, space
+from gmv_sql.quality.commands import consistency, near_copies, quality, space
 from gmv_sql.report.commands import report
 from gmv_sql.value.commands import value
 
@@ -60,6 +60,7 @@ def cli(ctx: click.Context, database_url: str | None) -> None:
 for command in (db, ingest, embed, match, value, report, audit, demo):  # the pipeline's order in --help
     cli.add_command(command)
 cli.add_command(space)
+cli.add_command(quality)
 report.add_command(near_copies)
 audit.add_command(consistency)
 

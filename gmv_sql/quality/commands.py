@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import click
 
@@ -179,3 +180,68 @@ def consistency(app: App, attribute: str, space_name: str | None, fmt: str) -> N
     )
     if fmt == "table":
         click.echo(result.summary())
+
+
+@click.group("quality")
+def quality() -> None:
+    """Quality weights q_j of generated images: credit is multiplied by them (default 1)."""
+
+
+@quality.command("import")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@pass_app
+def quality_import(app: App, file: Path) -> None:
+    """Set q_j from a CSV: a sha256 or path column and a quality column (numbers >= 0).
+
+    Every row is checked first (unknown images, negative or non-numeric values are one-line errors)
+    and all are written in one transaction, or none. Run `gmv value refresh` afterwards.
+
+    Example: gmv quality import quality.csv
+    """
+    from gmv_sql.quality import weights
+
+    with app.connect() as conn:
+        qualities = weights.read_quality_file(conn, file)
+        update = weights.store(conn, qualities)
+    click.echo(f"quality of {update.total:,} generated images set ({update.changed:,} changed)")
+    if update.changed:
+        click.echo("next: gmv value refresh")
+
+
+@quality.command("score")
+@click.option(
+    "--scorer",
+    required=True,
+    metavar="MODULE:FUNCTION",
+    help="A function taking a PIL image and returning a number >= 0, e.g. gmv_sql.quality.scorers:sharpness.",
+)
+@pass_app
+def quality_score(app: App, scorer: str) -> None:
+    """Score every generated image with a function and store the result as its quality q_j.
+
+    The function gets a PIL image (RGB) and returns a number >= 0; every image is scored before
+    anything is written, and a failure or a bad value names the image. Offline scorers ship in
+    gmv_sql.quality.scorers (sharpness, contrast). Run `gmv value refresh` afterwards.
+
+    Example: gmv quality score --scorer gmv_sql.quality.scorers:sharpness
+    """
+    from gmv_sql.progress import Progress
+    from gmv_sql.quality import weights
+
+    function = weights.load_scorer(scorer)
+    with app.connect() as conn:
+        total = conn.execute(query("quality", "count_generated")).fetchone()[0]
+        bar = Progress(f"quality {scorer}", total, unit="images")
+        # Closed (its final line drawn) only on success, so a refusal prints only its error.
+        scores = weights.score_all(conn, function, scorer, on_progress=bar.update)
+        bar.close()
+        if not scores:
+            raise click.ClickException("no generated images to score; run `gmv ingest generated` first")
+        update = weights.store(conn, scores)
+    values = sorted(scores.values())
+    click.echo(
+        f"quality of {update.total:,} generated images scored by {scorer} ({update.changed:,} changed; "
+        f"min {values[0]:.4g}, median {values[len(values) // 2]:.4g}, max {values[-1]:.4g})"
+    )
+    if update.changed:
+        click.echo("next: gmv value refresh")

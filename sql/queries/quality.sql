@@ -97,3 +97,20 @@ FROM gmv.generated_image AS g
 LEFT JOIN frequency AS f ON f.value = g.attributes ->> %(attribute)s
 WHERE g.attributes ? %(attribute)s
   AND EXISTS (SELECT 1 FROM gmv.match AS m WHERE m.space_id = %(space_id)s AND m.generated_id = g.generated_id)
+
+-- name: generated_identities
+-- Every generated image: how a quality file or a scorer names and finds it.
+SELECT generated_id, sha256, uri FROM gmv.generated_image ORDER BY generated_id
+
+-- name: set_quality
+-- q_j of GMValuator for many generated images at once (credit = q_j * weight; refresh to see it).
+UPDATE gmv.generated_image AS g
+SET quality = x.quality
+FROM unnest(%(ids)s::bigint[], %(qualities)s::float8[]) AS x(generated_id, quality)
+WHERE g.generated_id = x.generated_id
+
+-- name: qualities_of
+SELECT generated_id, quality FROM gmv.generated_image WHERE generated_id = ANY (%(ids)s::bigint[])
+
+-- name: count_generated
+SELECT count(*) FROM gmv.generated_image
