@@ -48,6 +48,18 @@ from gmv_sql.spaces import get_space
     is_flag=True,
     help="Delete this space's matches first and match everything again (to change k).",
 )
+@click.option(
+    "--rerank-space",
+    "rerank_space_name",
+    metavar="B",
+    help="Re-rank: candidates from --space's index, final top-k by space B's distance (docs/DEMO.md).",
+)
+@click.option(
+    "--candidates",
+    type=click.IntRange(1, 1000),
+    default=None,
+    help="With --rerank-space: candidates taken from --space's index [default: max(50, 10k)].",
+)
 @click.pass_context
 def match(
     ctx: click.Context,
@@ -59,11 +71,16 @@ def match(
     batch_alias: int | None,
     workers: int | None,
     rematch: bool,
+    rerank_space_name: str | None,
+    candidates: int | None,
 ) -> None:
     """Find the k nearest training images of every generated image not yet matched (SQL + HNSW).
 
     Opted-out training images and those under excluded licences are never matched. Work is
     committed per batch: after an interruption, run the same command again to finish.
+
+    With --rerank-space B, the N nearest training images in --space are re-ordered by space B's
+    distance and the first k kept (GMValuator's re-ranking by a second, perceptual distance).
 
     Example: gmv match --space effnet --k 10
     """
@@ -73,8 +90,11 @@ def match(
     if not space_name:
         raise InputError("gmv match needs --space NAME; list spaces with `gmv db status`")
     app = ctx.ensure_object(App)
+    if candidates is not None and not rerank_space_name:
+        raise InputError("--candidates only works with --rerank-space B; add it or drop --candidates")
     with app.connect() as conn:
         space = get_space(conn, space_name)
+        rerank_space = get_space(conn, rerank_space_name) if rerank_space_name else None
     bar: list[Progress] = []  # created once the work is known, so refusals print only their error
 
     def start(total: int) -> None:
@@ -92,12 +112,18 @@ def match(
             rematch=rematch,
             on_progress=lambda n: bar[0].update(n),
             on_total=start,
+            rerank_space=rerank_space,
+            candidates=candidates,
         )
     finally:
         if bar:
             bar[0].close()
     _calibrate_near_copies(app, space.name)
+    if rerank_space is not None:
+        _calibrate_near_copies(app, rerank_space.name)
     how = "exact search" if result.exact else f"HNSW, ef_search={result.ef_search}"
+    if result.rerank_space:
+        how += f", {result.candidates} candidates re-ranked by space {result.rerank_space!r}"
     click.echo(
         f"matched {result.matched:,} generated images in space {result.space!r} (k={result.k}, {how}, "
         f"{result.workers} connections): {result.rows:,} rows in {result.seconds:.1f}s ({result.rate:,.0f}/s)"
