@@ -48,7 +48,9 @@ COMMENT ON COLUMN gmv.embedding_space.near_copy_calibration IS
     'Inputs and result of the last calibration: rule, percentile, training images sampled, distance percentiles.';
 
 ALTER TABLE gmv.match
-    ADD COLUMN IF NOT EXISTS rerank_space_id integer REFERENCES gmv.embedding_space ON DELETE CASCADE,
+    -- No foreign key (none on gmv.match since 0003): deleting the space deletes these rows through
+    -- gmv.cascade_delete() (sql/derived/05_cascades.sql).
+    ADD COLUMN IF NOT EXISTS rerank_space_id integer,
     ADD COLUMN IF NOT EXISTS candidates integer CHECK (candidates BETWEEN k AND 1000),
     DROP CONSTRAINT IF EXISTS match_rerank_candidates,
     ADD CONSTRAINT match_rerank_candidates CHECK ((rerank_space_id IS NULL) = (candidates IS NULL));

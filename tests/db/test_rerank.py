@@ -139,3 +139,13 @@ def test_near_copies_of_reranked_matches_use_the_rerank_space_threshold(conn, db
     )
     rows = conn.execute("SELECT DISTINCT space, distance_space FROM report.near_copy").fetchall()
     assert rows == [("a", "b")]
+
+
+def test_deleting_the_rerank_space_deletes_its_reranked_matches(conn, db_url):
+    world = _two_spaces(conn, n_training=60, n_generated=5)
+    matcher.match_space(
+        partial(connect, db_url), world["space"], k=3, rerank_space=world["b"], candidates=10, workers=1
+    )
+    assert conn.execute("SELECT count(*) FROM gmv.match").fetchone()[0] == 15
+    conn.execute("DELETE FROM gmv.embedding_space WHERE name = 'b'")
+    assert conn.execute("SELECT count(*) FROM gmv.match").fetchone()[0] == 0
