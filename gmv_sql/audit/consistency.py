@@ -61,9 +61,14 @@ class ConsistencyResult:
         first = self.rows[0]
         return (
             f"{o.share:.1%} of top-{len(self.rows) - 1} matches share the generated image's {self.attribute!r} "
-            f"(rank 1: {first.share:.1%}) vs {self.chance:.1%} by chance; binomial p = {o.p_value:.3g} "
-            f"(rank 1: {first.p_value:.3g}), {self.n_generated} generated images"
+            f"(rank 1: {first.share:.1%}) vs {self.chance:.1%} by chance; binomial p = {_p(o.p_value)} "
+            f"(rank 1: {_p(first.p_value)}), {self.n_generated} generated images"
         )
+
+
+def _p(p: float) -> str:
+    """A p-value for people: below double precision's smallest normal number it is shown as a bound."""
+    return "< 1e-300" if p < 1e-300 else f"{p:.3g}"
 
 
 def _row(rank: str, n: int, same: int, chance: float) -> ConsistencyRow:

@@ -269,7 +269,7 @@ def write_plots(url: str, output: Path) -> tuple[Path, Path]:
 
 def near_copies(demo: Demo) -> None:
     heading(f"gmv report near-copies (space {COPY_SPACE}: 8x8 pixels, flip-invariant)")
-    demo.run("embed", "--space", COPY_SPACE, "--model", "pixels", "--pixels-mirror", "--quiet")
+    demo.run("embed", "--space", COPY_SPACE, "--model", "pixels", "--pixels-mirror", "--quiet", capture=True)
     demo.run("match", "--space", COPY_SPACE, "--k", str(K), capture=True)
     rows = json.loads(
         demo.run("report", "near-copies", "--space", COPY_SPACE, "--format", "json", capture=True)
