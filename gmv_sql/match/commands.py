@@ -119,8 +119,8 @@ def match(
         if bar:
             bar[0].close()
     _calibrate_near_copies(app, space.name)
-    if rerank_space is not None:
-        _calibrate_near_copies(app, rerank_space.name)
+    if result.rerank_space:
+        _calibrate_near_copies(app, result.rerank_space)
     how = "exact search" if result.exact else f"HNSW, ef_search={result.ef_search}"
     if result.rerank_space:
         how += f", {result.candidates} candidates re-ranked by space {result.rerank_space!r}"

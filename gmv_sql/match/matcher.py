@@ -215,7 +215,7 @@ def match_space(
             k = resolve_k(conn, space, k, rematch=rematch)
             from gmv_sql.match import rerank
 
-            candidates = rerank.check(conn, space, rerank_space, candidates, k, rematch=rematch)
+            rerank_space, candidates = rerank.check(conn, space, rerank_space, candidates, k, rematch=rematch)
             ef = None if exact else ef_search_for(k, ef_search)
             if rematch:
                 conn.execute(query("match", "delete_space_matches"), {"space_id": space.space_id})

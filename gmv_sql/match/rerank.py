@@ -5,7 +5,8 @@ Here: the N nearest training images of each generated image in space A (A's HNSW
 final top-k among them by space B's distance, in one SQL statement per batch (sql/queries/rerank.sql).
 The rows in gmv.match keep space A's id and record rerank_space_id = B and candidates = N; their
 rank and distance are B's, so the valuation (and report.near_copy, with B's threshold) sees B's
-order. One setting per space: changing it needs --rematch, as changing k does.
+order. One setting per space: the first run fixes it (later runs without --rerank-space keep it), and
+changing it needs --rematch, as changing k does.
 """
 
 from __future__ import annotations
@@ -49,8 +50,19 @@ def check(
     k: int,
     *,
     rematch: bool,
-) -> int | None:
-    """The number of candidates to use (None without re-ranking); one-line errors for what cannot work."""
+) -> tuple[EmbeddingSpace | None, int | None]:
+    """(re-ranking space, candidates) to use; one-line errors for what cannot work.
+
+    Like k, the first run fixes the setting: a later run without --rerank-space keeps the space's
+    stored setting, and a different one needs --rematch."""
+    stored = (
+        []
+        if rematch
+        else conn.execute(query("rerank", "stored_setting"), {"space_id": space.space_id}).fetchall()
+    )
+    if rerank is None and candidates is None and stored and stored[0][0] is not None:
+        rerank_id, candidates, _name = stored[0]
+        rerank = next((s for s in spaces.list_spaces(conn) if s.space_id == rerank_id), None)
     if rerank is None:
         if candidates is not None:
             raise InputError("--candidates only works with --rerank-space B; add it or drop --candidates")
@@ -68,18 +80,14 @@ def check(
                 f"{missing:,} training images have a vector in space {space.name!r} but not in {rerank.name!r}; "
                 f"run `gmv embed --space {rerank.name}` first"
             )
-    if not rematch:
-        stored = conn.execute(query("rerank", "stored_setting"), {"space_id": space.space_id}).fetchall()
-        want = (rerank.space_id if rerank else None, candidates)
-        for rerank_id, stored_candidates, name in stored:
-            if (rerank_id, stored_candidates) != want:
-                had = (
-                    f"re-ranked by {name!r} from {stored_candidates} candidates"
-                    if rerank_id
-                    else "not re-ranked"
-                )
-                now = f"re-ranked by {rerank.name!r} from {candidates}" if rerank else "without re-ranking"
-                raise ConflictError(
-                    f"space {space.name!r} holds matches {had}; add --rematch to match again {now}"
-                )
-    return candidates
+    want = (rerank.space_id if rerank else None, candidates)
+    for rerank_id, stored_candidates, name in stored:
+        if (rerank_id, stored_candidates) != want:
+            had = (
+                f"re-ranked by {name!r} from {stored_candidates} candidates" if rerank_id else "not re-ranked"
+            )
+            now = f"re-ranked by {rerank.name!r} from {candidates}" if rerank else "without re-ranking"
+            raise ConflictError(
+                f"space {space.name!r} holds matches {had}; add --rematch to match again {now}"
+            )
+    return rerank, candidates

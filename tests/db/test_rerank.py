@@ -83,8 +83,16 @@ def test_rerank_setting_is_fixed_per_space_until_rematch(conn, db_url):
     world = _two_spaces(conn, n_training=60, n_generated=5)
     run = partial(matcher.match_space, partial(connect, db_url), world["space"], k=3, workers=1)
     run(rerank_space=world["b"], candidates=10)
-    with pytest.raises(ConflictError, match="re-ranked by 'b' from 10 candidates; add --rematch"):
-        run()
+    # New generated images later: a run without flags keeps the space's setting.
+    from tests.factories import add_generated_images
+
+    new = add_generated_images(conn, 2, world["run_id"], tag="later")
+    rng = np.random.default_rng(3)
+    store.copy_vectors(conn, world["space"], "generated", new, rng.normal(size=(2, 16)), source="t")
+    store.copy_vectors(conn, world["b"], "generated", new, rng.normal(size=(2, 12)), source="t")
+    again = run()
+    assert again.matched == 2 and again.rerank_space == "b" and again.candidates == 10
+    assert _stored(conn, world["space"].space_id)[1] == {(world["b"].space_id, 10)}
     with pytest.raises(ConflictError, match="add --rematch"):
         run(rerank_space=world["b"], candidates=12)
     run(rematch=True)
