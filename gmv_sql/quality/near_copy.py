@@ -29,6 +29,8 @@ PERCENTILE = 1.0  # of the nearest-other-training distances (docs/NEAR_COPIES.md
 SAMPLE = 5000  # training images whose nearest other training image is looked up
 DUPLICATE_FRACTION = 0.01  # of the median: closer pairs are duplicates inside the training set
 MIN_SAMPLE = 10  # fewer distinct distances than this calibrate nothing
+# A copy is at distance 0 in these; the negative inner product has no such zero.
+CALIBRATED_DISTANCES = ("cosine", "l2")
 
 
 def distinct(distances: np.ndarray) -> np.ndarray:
@@ -62,7 +64,7 @@ class Calibration:
     threshold: float | None
     source: str | None  # calibrated / set (kept) / None (too little data)
     sampled: int  # training images whose nearest other was looked up
-    duplicates: int  # of those, at distance ~0 from another training image
+    duplicates: int  # of those, closer than DUPLICATE_FRACTION x median to another training image (left out)
     percentiles: dict[str, float]
     changed: bool  # the stored threshold was written
 
@@ -80,6 +82,11 @@ def calibrate(
     A threshold set by hand is kept unless override (gmv space calibrate does override)."""
     if not 0 < percentile < 100:
         raise InputError(f"--percentile {percentile} is outside (0, 100); use e.g. {PERCENTILE}")
+    if space.distance not in CALIBRATED_DISTANCES:
+        raise InputError(
+            f"space {space.name!r} uses {space.distance} distance; near-copy calibration needs cosine or l2 "
+            f"(a distance that is 0 for a copy); embed a cosine space for near-copies"
+        )
     with conn.transaction():
         conn.execute(
             query("match", "set_local"), {"names": ["hnsw.ef_search", "jit"], "values": ["100", "off"]}
@@ -122,7 +129,7 @@ def calibrate_if_needed(conn: psycopg.Connection, space: EmbeddingSpace) -> Cali
     """Calibrate when the space has no threshold yet or its training vectors changed since (not when set by hand)."""
     row = conn.execute(query("quality", "calibration_is_stale"), {"space_id": space.space_id}).fetchone()
     source, calibrated_on = row
-    if source == "set":
+    if source == "set" or space.distance not in CALIBRATED_DISTANCES:
         return None
     n = int(conn.execute(spaces.render("match", "count_training_vectors", space)).fetchone()[0])
     if source == "calibrated" and calibrated_on == n:

@@ -119,3 +119,12 @@ def test_space_commands_refuse_bad_input_and_write_nothing(gmv, conn):
     assert result.exit_code == 2 and "--near-copy-distance" in result.output
     after = conn.execute("SELECT near_copy_distance, near_copy_source FROM gmv.embedding_space").fetchall()
     assert before == after
+
+
+def test_inner_product_spaces_are_not_calibrated(conn):
+    from gmv_sql.errors import InputError
+
+    world = seed(conn, n_training=50, n_generated=5, dim=4, k=2, distance="inner_product")
+    assert near_copy.calibrate_if_needed(conn, world["space"]) is None
+    with pytest.raises(InputError, match="needs cosine or l2"):
+        near_copy.calibrate(conn, world["space"])
