@@ -17,6 +17,7 @@ from gmv_sql.errors import GmvError
 from gmv_sql.ingest.commands import ingest
 from gmv_sql.ledger.commands import statement
 from gmv_sql.match.commands import match
+from gmv_sql.quality.commands import consistency, near_copies, quality, space
 from gmv_sql.report.commands import report
 from gmv_sql.rights.commands import license_group, rights_group
 from gmv_sql.value.commands import value
@@ -72,6 +73,10 @@ for command in (
 ):  # the pipeline's order in --help
     cli.add_command(command)
 cli.add_command(statement)  # the ledger: issued royalty statements
+cli.add_command(space)
+cli.add_command(quality)
+report.add_command(near_copies)
+audit.add_command(consistency)
 
 
 def main() -> None:

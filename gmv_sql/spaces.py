@@ -54,6 +54,8 @@ class EmbeddingSpace:
     hnsw_m: int = 16
     hnsw_ef_construction: int = 64
     match_k: int | None = None
+    near_copy_distance: float | None = None  # report.near_copy threshold (gmv_sql.quality.near_copy)
+    near_copy_source: str | None = None  # 'calibrated' or 'set'
 
     def table(self, kind: Kind) -> sql.Composed:
         return sql.SQL("gmv.{}").format(sql.Identifier(table_name(kind, self.space_id)))

@@ -43,6 +43,9 @@ K = 10
 # efficientnet-lite0 input side for the 32x32 demo PNGs (`gmv embed --image-size 64`): 15x faster to
 # embed than the model's 224 and a clearer membership signal (docs/DEMO.md: p = 8.3e-7 vs 2.5e-5).
 IMAGE_SIZE = 64
+# Near-copies are looked for in raw pixels, flip-invariant (docs/NEAR_COPIES.md: efficientnet-lite0
+# features miss noised and re-encoded copies); 8x8 gray is the digits' own resolution.
+COPY_SPACE = "digits-pixels"
 POOL = "10000.00"
 CURRENCY = "EUR"
 
@@ -86,6 +89,8 @@ class Demo:
     generated_manifest: Path | None = None
     n_generated: int = 0
     membership: dict[str, object] = field(default_factory=dict)
+    near_copies: dict[str, object] = field(default_factory=dict)
+    consistency: dict[str, object] = field(default_factory=dict)
     files: dict[str, Path] = field(default_factory=dict)
 
     def run(self, *args: str, capture: bool = False) -> str:
@@ -224,6 +229,15 @@ def membership_test(demo: Demo) -> None:
     click.echo(f"\nRobustness (gmv audit membership --sweep): {sweep['summary']}")
 
 
+def consistency_audit(demo: Demo) -> None:
+    heading(f"gmv audit consistency --attribute digit --space {SPACE}")
+    args = ("audit", "consistency", "--attribute", "digit", "--space", SPACE)
+    text = demo.run(*args, capture=True)
+    demo.consistency = json.loads(demo.run(*args, "--format", "json", capture=True))
+    click.echo("\nClass consistency (GMValuator): do the matches show the digit the generator was asked for?")
+    click.echo(text.rstrip("\n"))
+
+
 def evidence_and_plots(demo: Demo) -> None:
     heading("Evidence page and plots")
     evidence = demo.output / "evidence.html"
@@ -251,6 +265,33 @@ def write_plots(url: str, output: Path) -> tuple[Path, Path]:
     owner_plot = output / "owner_credit.png"
     plots.owner_credit_png([o for o, _ in owners], [float(v) for _, v in owners], owner_plot)
     return distribution, owner_plot
+
+
+def near_copies(demo: Demo) -> None:
+    heading(f"gmv report near-copies (space {COPY_SPACE}: 8x8 pixels, flip-invariant)")
+    demo.run("embed", "--space", COPY_SPACE, "--model", "pixels", "--pixels-mirror", "--quiet", capture=True)
+    demo.run("match", "--space", COPY_SPACE, "--k", str(K), capture=True)
+    rows = json.loads(
+        demo.run("report", "near-copies", "--space", COPY_SPACE, "--format", "json", capture=True)
+    )
+    from gmv_sql.db.connect import connect
+
+    with connect(demo.url) as conn:
+        threshold = conn.execute(query("demo", "near_copy_distance"), {"space": COPY_SPACE}).fetchone()[0]
+    flagged = sorted({r["generated_id"] for r in rows})
+    copied = sorted({r["training_uri"] for r in rows if r["rank"] == 1})
+    demo.near_copies = {
+        "space": COPY_SPACE,
+        "threshold": threshold,
+        "generated": len(flagged),
+        "of": demo.n_generated,
+        "training_images_copied": len(copied),
+    }
+    click.echo(
+        f"\nNear-copies: {len(flagged)} of {demo.n_generated} generated digits are within {threshold:.4g} "
+        f"(calibrated) of a training digit in space {COPY_SPACE}, copying {len(copied)} training images "
+        f"(`gmv report near-copies --space {COPY_SPACE}`)"
+    )
 
 
 def close_and_correct_the_month(demo: Demo) -> None:
@@ -311,7 +352,9 @@ STEPS: tuple[Step, ...] = (
     Step("match+value", match_and_value),
     Step("reports", royalty_statement),
     Step("reports", membership_test),
+    Step("reports", consistency_audit),
     Step("reports", evidence_and_plots),
+    Step("quality", near_copies),
     Step("ledger", close_and_correct_the_month),  # last: the opt-out changes values the steps above show
 )
 
@@ -404,6 +447,8 @@ def run_demo(gmv: click.Group, app: App, *, quick: bool, output: Path, seed: int
         "pool": f"{POOL} {CURRENCY}",
         "counts": result.counts,
         "membership": result.membership,
+        "consistency": demo.consistency,
+        "near_copies": demo.near_copies,
         "timings_s": timings,
         "files": {name: str(path) for name, path in result.files.items()},
     }

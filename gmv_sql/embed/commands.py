@@ -93,6 +93,11 @@ def _space_options(func):
     show_default=True,
     help="pixels model: channels.",
 )
+@click.option(
+    "--pixels-mirror",
+    is_flag=True,
+    help="pixels model: a left-right flipped image gets the same vector (for near-copy checks).",
+)
 @_space_options
 @click.option("--quiet", "-q", is_flag=True, help="No progress line.")
 @click.pass_context
@@ -108,6 +113,7 @@ def embed(
     image_size: int | None,
     pixels_size: int,
     pixels_color: str,
+    pixels_mirror: bool,
     storage: str | None,
     distance: str,
     hnsw_m: int,
@@ -143,6 +149,7 @@ def embed(
         if existing is not None and existing.model == "pixels" and model is None:
             resize = existing.preprocessing.get("resize") or [pixels_size]
             pixels_size, pixels_color = int(resize[0]), existing.preprocessing.get("color", pixels_color)
+            pixels_mirror = "mirror_invariant" in existing.preprocessing
         if existing is not None and existing.model == chosen and chosen != "pixels" and image_size is None:
             image_size = existing.preprocessing.get("center_crop")  # keep the space's input size
         if existing is not None and existing.model != chosen:
@@ -156,6 +163,7 @@ def embed(
             random_init=random_init,
             pixels_size=pixels_size,
             pixels_color=pixels_color,
+            pixels_mirror=pixels_mirror,
             image_size=image_size,
         )
         with conn.transaction():

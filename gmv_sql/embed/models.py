@@ -270,11 +270,17 @@ def torchvision_model(
 
 
 class PixelsTransform:
-    """Resize to size x size, gray or RGB, values 0..1, flattened (a picklable callable for workers)."""
+    """Resize to size x size, gray or RGB, values 0..1, flattened (a picklable callable for workers).
 
-    def __init__(self, size: int, color: str):
+    mirror: a left-right mirror-invariant vector, for near-copy checks (a flipped copy gets the same
+    vector): the symmetric part (x + mirror(x)) / 2 and the absolute antisymmetric part
+    |x - mirror(x)| / 2, both unchanged when the image is flipped; twice the dimensions.
+    """
+
+    def __init__(self, size: int, color: str, mirror: bool = False):
         self.size = size
         self.color = color
+        self.mirror = mirror
 
     def __call__(self, image):
         import torch
@@ -282,15 +288,19 @@ class PixelsTransform:
 
         image = image.convert("L" if self.color == "gray" else "RGB")
         image = image.resize((self.size, self.size), Image.Resampling.BILINEAR)
-        return torch.from_numpy(np.asarray(image, dtype=np.float32).reshape(-1) / 255.0)
+        x = np.asarray(image, dtype=np.float32) / 255.0
+        if self.mirror:
+            flipped = x[:, ::-1]
+            x = np.concatenate([(x + flipped) / 2, np.abs(x - flipped) / 2])
+        return torch.from_numpy(np.ascontiguousarray(x).reshape(-1))
 
 
-def pixels(size: int = 8, color: str = "gray") -> Embedder:
+def pixels(size: int = 8, color: str = "gray", mirror: bool = False) -> Embedder:
     if not 1 <= size <= 64:
         raise ConfigError(f"--pixels-size {size} is outside 1..64; pixels is meant for tiny images")
     if color not in ("gray", "rgb"):
         raise ConfigError(f"--pixels-color {color!r} must be gray or rgb")
-    dim = size * size * (1 if color == "gray" else 3)
+    dim = size * size * (1 if color == "gray" else 3) * (2 if mirror else 1)
     preprocessing = {
         "exif_transpose": True,
         "color": color,
@@ -299,6 +309,8 @@ def pixels(size: int = 8, color: str = "gray") -> Embedder:
         "scale": "0..1",
         "normalise": "l2 (all-zero -> uniform)",
     }
+    if mirror:  # only then, so spaces made before this option keep their preprocessing
+        preprocessing["mirror_invariant"] = "symmetric part, |antisymmetric part|"
 
     def forward(batch):
         import torch
@@ -306,7 +318,14 @@ def pixels(size: int = 8, color: str = "gray") -> Embedder:
         return torch.from_numpy(l2_normalise(batch.float().cpu().numpy()))
 
     return Embedder(
-        "pixels", dim, None, preprocessing, PixelsTransform(size, color), forward, None, l2_normalised=True
+        "pixels",
+        dim,
+        None,
+        preprocessing,
+        PixelsTransform(size, color, mirror),
+        forward,
+        None,
+        l2_normalised=True,
     )
 
 
@@ -318,6 +337,7 @@ def build_embedder(
     pixels_size: int = 8,
     pixels_color: str = "gray",
     image_size: int | None = None,
+    pixels_mirror: bool = False,
 ) -> Embedder:
     """The embedder called `model`, with its weights loaded (or a seeded random network if asked).
 
@@ -331,7 +351,7 @@ def build_embedder(
             raise ConfigError("the pixels model has no weights: drop --weights / --random-init")
         if image_size is not None:
             raise ConfigError("the pixels model takes --pixels-size, not --image-size")
-        return pixels(pixels_size, pixels_color)
+        return pixels(pixels_size, pixels_color, pixels_mirror)
     if model == DEFAULT_MODEL:
         return efficientnet_lite0(weights, random_init, image_size)
     if model in TORCHVISION_MODELS:

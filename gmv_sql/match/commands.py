@@ -55,6 +55,18 @@ from gmv_sql.spaces import get_space
     show_default=True,
     help="Generated images of this run whose recall@k against exact search is measured and recorded (0: skip).",
 )
+@click.option(
+    "--rerank-space",
+    "rerank_space_name",
+    metavar="B",
+    help="Re-rank: candidates from --space's index, final top-k by space B's distance (docs/DEMO.md).",
+)
+@click.option(
+    "--candidates",
+    type=click.IntRange(1, 1000),
+    default=None,
+    help="With --rerank-space: candidates taken from --space's index [default: max(50, 10k)].",
+)
 @click.pass_context
 def match(
     ctx: click.Context,
@@ -67,6 +79,8 @@ def match(
     workers: int | None,
     rematch: bool,
     recall_sample: int,
+    rerank_space_name: str | None,
+    candidates: int | None,
 ) -> None:
     """Find the k nearest training images of every generated image not yet matched (SQL + HNSW).
 
@@ -76,6 +90,9 @@ def match(
     Each run is recorded in gmv.match_run (report.match_run) with its settings and the recall@k
     it measured on a sample of the images it matched; every match row names its run.
 
+    With --rerank-space B, the N nearest training images in --space are re-ordered by space B's
+    distance and the first k kept (GMValuator's re-ranking by a second, perceptual distance).
+
     Example: gmv match --space effnet --k 10 --recall-sample 200
     """
     if ctx.invoked_subcommand is not None:
@@ -84,8 +101,11 @@ def match(
     if not space_name:
         raise InputError("gmv match needs --space NAME; list spaces with `gmv db status`")
     app = ctx.ensure_object(App)
+    if candidates is not None and not rerank_space_name:
+        raise InputError("--candidates only works with --rerank-space B; add it or drop --candidates")
     with app.connect() as conn:
         space = get_space(conn, space_name)
+        rerank_space = get_space(conn, rerank_space_name) if rerank_space_name else None
     bar: list[Progress] = []  # created once the work is known, so refusals print only their error
 
     def start(total: int) -> None:
@@ -104,11 +124,18 @@ def match(
             on_progress=lambda n: bar[0].update(n),
             on_total=start,
             recall_sample=recall_sample,
+            rerank_space=rerank_space,
+            candidates=candidates,
         )
     finally:
         if bar:
             bar[0].close()
+    _calibrate_near_copies(app, space.name)
+    if result.rerank_space:
+        _calibrate_near_copies(app, result.rerank_space)
     how = "exact search" if result.exact else f"HNSW, ef_search={result.ef_search}"
+    if result.rerank_space:
+        how += f", {result.candidates} candidates re-ranked by space {result.rerank_space!r}"
     click.echo(
         f"matched {result.matched:,} generated images in space {result.space!r} (k={result.k}, {how}, "
         f"{result.workers} connections): {result.rows:,} rows in {result.seconds:.1f}s ({result.rate:,.0f}/s)"
@@ -160,6 +187,14 @@ def _calibrate_new_space(app: App, space) -> None:
             click.echo(
                 f"calibrated scheme {c.scheme!r} in space {c.space!r}: temperature {c.temperature:.4g} ({c.rule})"
             )
+
+
+def _calibrate_near_copies(app: App, space_name: str) -> None:
+    """The near-copy distance of report.near_copy follows the space's training data (unless set by hand)."""
+    from gmv_sql.quality import near_copy
+
+    with app.connect() as conn:
+        near_copy.calibrate_if_needed(conn, get_space(conn, space_name))
 
 
 @match.command()

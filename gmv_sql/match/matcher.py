@@ -69,6 +69,8 @@ class MatchPlan:
     expected: int = 0  # rows each generated image must get: min(k, eligible training vectors)
     batch: int = DEFAULT_BATCH  # generated images per transaction
     run_id: int | None = None  # the gmv.match_run the inserted rows name
+    rerank: EmbeddingSpace | None = None  # re-rank the candidates by this space (gmv_sql.match.rerank)
+    candidates: int | None = None  # with rerank: candidates taken from the space's index
 
     def params(self, **extra) -> dict:
         """Query parameters of knn_insert / knn_select."""
@@ -78,8 +80,20 @@ class MatchPlan:
             "exact": self.exact,
             "ineligible": list(self.ineligible),
             "run_id": self.run_id,
+            "rerank_space_id": self.rerank.space_id if self.rerank else None,
+            "candidates": self.candidates,
             **extra,
         }
+
+    def sql(self, name: str) -> sql.Composed:
+        """knn_insert / knn_select / pending_generated of this plan (plain, or re-ranked)."""
+        if self.rerank is not None:
+            from gmv_sql.match import rerank
+
+            return rerank.render(name, self.space, self.rerank)
+        if name == "pending_generated":
+            return spaces.render("match", name, self.space)
+        return knn_sql(name, self.space)
 
     def search_settings(self) -> dict[str, str]:
         """The planner and pgvector settings of this plan's top-k queries."""
@@ -89,8 +103,8 @@ class MatchPlan:
         }
         if self.exact:
             return settings | _EXACT_SETTINGS
-        ef_search = self.ef_search or self.k
-        settings["hnsw.ef_search"] = str(int(ef_search))
+        ef_search = max(self.ef_search or self.k, self.candidates or 0)
+        settings["hnsw.ef_search"] = str(int(min(MAX_EF_SEARCH, ef_search)))
         if self.ineligible:
             # strict_order: keep walking the graph past filtered-out rows, results still in exact order.
             # max_scan_tuples must let the walk pass every ineligible row if they all happen to be nearest.
@@ -140,6 +154,8 @@ class MatchResult:
     recall_status: str = ""  # measured, skipped, exact, nothing_matched
     # generated images re-matched because late training vectors could enter their top-k
     late_rematched: int = 0
+    rerank_space: str | None = None  # candidates re-ranked by this space
+    candidates: int | None = None
 
     @property
     def rate(self) -> float:
@@ -190,6 +206,8 @@ def match_space(
     on_progress: Callable[[int], None] | None = None,
     on_total: Callable[[int], None] | None = None,
     recall_sample: int = 100,
+    rerank_space: EmbeddingSpace | None = None,
+    candidates: int | None = None,
 ) -> MatchResult:
     """Match every generated image of the space that has no match rows yet (see module docstring).
 
@@ -211,11 +229,23 @@ def match_space(
     with connect() as conn, locks.space_lock(conn, locks.MATCH, space):
         with conn.transaction():
             k = resolve_k(conn, space, k, rematch=rematch)
+            from gmv_sql.match import rerank
+
+            rerank_space, candidates = rerank.check(conn, space, rerank_space, candidates, k, rematch=rematch)
             ef = None if exact else ef_search_for(k, ef_search)
             if rematch:
                 conn.execute(query("match", "delete_space_matches"), {"space_id": space.space_id})
             spaces.set_match_k(conn, space, k)
-            run_id = runs.start(conn, space, k=k, exact=exact, ef_search=ef, rematch=rematch)
+            run_id = runs.start(
+                conn,
+                space,
+                k=k,
+                exact=exact,
+                ef_search=ef,
+                rematch=rematch,
+                rerank=rerank_space,
+                candidates=candidates,
+            )
             unmatched = conn.execute(query("match", "unmatch_ineligible"), {"space_id": space.space_id})
             unmatched_images = len({r[0] for r in unmatched})
             late_images = late.unmatch_late(conn, space)  # late training vectors compete
@@ -223,12 +253,23 @@ def match_space(
         n_vectors = store.count_vectors(conn, space)
         eligible = n_vectors - (len(store.present(conn, space, "training", ineligible)) if ineligible else 0)
         plan = MatchPlan(
-            space, k, ef, exact, tuple(ineligible), expected=min(k, eligible), batch=batch, run_id=run_id
+            space,
+            k,
+            ef,
+            exact,
+            tuple(ineligible),
+            expected=min(k, eligible),
+            batch=batch,
+            rerank=rerank_space,
+            candidates=candidates,
+            run_id=run_id,
         )
-        pending = [
-            r[0] for r in conn.execute(spaces.render("match", "pending_generated", space), plan.params())
-        ]
+        pending = [r[0] for r in conn.execute(plan.sql("pending_generated"), plan.params())]
         without_vector = conn.execute(spaces.render("match", "count_without_vector", space)).fetchone()[0]
+        if rerank_space is not None:
+            without_vector += conn.execute(
+                rerank.render("count_generated_without_rerank_vector", space, rerank_space)
+            ).fetchone()[0]
         if on_total:
             on_total(len(pending))
         totals = Counter()
@@ -270,6 +311,8 @@ def match_space(
         recall=measured.recall,
         recall_sample=measured.sample,
         recall_status=measured.status,
+        rerank_space=rerank_space.name if rerank_space else None,
+        candidates=candidates,
     )
 
 
@@ -282,7 +325,7 @@ def _match_batch(
     conn: psycopg.Connection, plan: MatchPlan, lo: int, hi: int, ids: list[int]
 ) -> tuple[int, int, int]:
     """One transaction: insert the batch's top-k; redo exactly any image the index under-served."""
-    insert = knn_sql("knn_insert", plan.space)
+    insert = plan.sql("knn_insert")
     with conn.transaction():
         apply_search_settings(conn, plan)
         counts = Counter(r[0] for r in conn.execute(insert, plan.params(lo=lo, hi=hi, ids=ids)))
@@ -390,9 +433,7 @@ def knn(conn: psycopg.Connection, plan: MatchPlan, ids: Sequence[int]) -> dict[i
     out: dict[int, list[tuple[int, float]]] = {int(g): [] for g in ids}
     with conn.transaction():
         apply_search_settings(conn, plan)
-        rows = conn.execute(
-            knn_sql("knn_select", plan.space), plan.params(ids=list(map(int, ids)))
-        ).fetchall()
+        rows = conn.execute(plan.sql("knn_select"), plan.params(ids=list(map(int, ids)))).fetchall()
     for g, _rank, t, d in rows:
         out[g].append((t, d))
     return out

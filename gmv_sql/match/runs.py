@@ -45,8 +45,14 @@ def start(
     exact: bool,
     ef_search: int | None,
     rematch: bool,
+    rerank: EmbeddingSpace | None = None,
+    candidates: int | None = None,
 ) -> int:
-    """Insert the run's row; its id."""
+    """Insert the run's row; its id. A re-ranked run records its second space and candidate count
+    in index_params."""
+    params = index_params(space, exact)
+    if rerank is not None:
+        params |= {"rerank_space": rerank.name, "rerank_space_id": rerank.space_id, "candidates": candidates}
     row = conn.execute(
         query("match_run", "start"),
         {
@@ -54,7 +60,7 @@ def start(
             "k": k,
             "exact": exact,
             "index_kind": None if exact else "hnsw",
-            "index_params": json.dumps(index_params(space, exact)),
+            "index_params": json.dumps(params),
             "ef_search": None if exact else ef_search,
             "rematch": rematch,
             "gmv_sql_version": __version__,

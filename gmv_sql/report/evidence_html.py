@@ -49,6 +49,7 @@ h1 { font-size: 22px; margin-bottom: 4px; } h2 { font-size: 18px; margin-top: 32
 .grid { display: flex; flex-wrap: wrap; gap: 10px; }
 .missing { width: 96px; height: 96px; background: #eee; color: #888; font-size: 11px; display: flex;
        align-items: center; justify-content: center; text-align: center; margin-bottom: 3px; }
+.nearcopy { outline: 3px solid #c0392b; } .nearcopy-label { color: #c0392b; font-weight: bold; }
 .paid { color: #176b1c; } .unpaid { color: #9a3b00; }
 """
 
@@ -159,6 +160,7 @@ def write_evidence_page(
     split_rows = read(conn, query("evidence_html", "values_by_split"), params).rows
     owner_rows = read(conn, query("evidence_html", "owner_credit"), params).rows
     totals = read(conn, query("evidence_html", "totals"), params).rows[0]
+    never_matched = read(conn, query("evidence_html", "never_matched")).rows[0].n
     k = totals.k
 
     groups: dict[str, list[float]] = defaultdict(list)
@@ -191,10 +193,12 @@ def write_evidence_page(
         f'<img src="{_png_uri(distribution_png)}" alt="value distribution">',
         f'<img src="{_png_uri(owner_png)}" alt="credit per owner">',
         "</div>",
+        _population_note(groups, never_matched),
         f"<h2>Generated images and their top-{_e(k)} training images</h2>",
         '<p class="meta">Each row: a generated image, then the training images nearest to it (rank 1 = nearest), '
         f"with owner, licence, {_e(DISTANCE_NAMES.get(totals.distance, totals.distance))} d and the weight w its "
         "credit gives each (weights sum to 1).</p>",
+        _near_copy_note(totals),
     ]
     for generated_id in generated_ids:
         rows = by_generated.get(generated_id)
@@ -211,10 +215,12 @@ def write_evidence_page(
             f"<b>generated #{_e(generated_id)}</b><br>{_e(first.generator)} / {_e(first.run)}</div>"
         )
         for r in rows:
+            marked = " nearcopy" if r.near_copy else ""
+            label = '<br><span class="nearcopy-label">near-copy</span>' if r.near_copy else ""
             parts.append(
-                f'<div class="cell">{_img(thumbs(r.training_uri), f"training {r.training_id}")}'
+                f'<div class="cell{marked}">{_img(thumbs(r.training_uri), f"training {r.training_id}")}'
                 f"#{_e(r.rank)} &middot; training {_e(r.training_id)}<br>{_e(r.owner)}<br><i>{_e(r.license)}</i><br>"
-                f"d = {float(r.distance):.4f} &middot; w = {float(r.weight):.3f}</div>"
+                f"d = {float(r.distance):.4f} &middot; w = {float(r.weight):.3f}{label}</div>"
             )
         parts.append("</div>")
 
@@ -235,6 +241,33 @@ def write_evidence_page(
     parts.append("</body></html>")
     _write_atomically(path, "\n".join(parts))
     return path
+
+
+def _population_note(groups: dict[str, list[float]], never_matched: int) -> str:
+    """Which training images the value distribution counts: the membership audit's definition."""
+    counts = ", ".join(
+        f"{_e(name)} n = {len(values)} (mean {np.mean(values):.4g})"
+        for name, values in groups.items()
+        if values
+    )
+    return (
+        '<p class="meta">Value distribution: training images that can be matched (not opted out, licence not '
+        f"excluded), by their <code>split</code> attribute: {counts}. {_e(never_matched)} opted-out or excluded "
+        "images are left out (never matched, their value says nothing); <code>gmv audit membership</code> tests "
+        "the same population.</p>"
+    )
+
+
+def _near_copy_note(totals) -> str:
+    """What a red frame means, and how many near-copies the space has (report.near_copy)."""
+    if totals.near_copy_distance is None:
+        return '<p class="meta">No near-copy distance for this space yet (too few training images to calibrate).</p>'
+    return (
+        f'<p class="meta"><span class="nearcopy-label">near-copy</span> (red frame): the training image is at most '
+        f"d = {float(totals.near_copy_distance):.4g} away, closer than almost any two distinct training images; "
+        f"{_e(totals.n_near_copies)} generated images in this space are near-copies "
+        "(<code>gmv report near-copies</code>).</p>"
+    )
 
 
 def _split_order(name: str) -> tuple[int, str]:

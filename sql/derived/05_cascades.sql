@@ -24,7 +24,9 @@ BEGIN
     PERFORM pg_advisory_xact_lock(6647138, e.space_id), pg_advisory_xact_lock(7168372, e.space_id)
     FROM gmv.embedding_space AS e ORDER BY e.space_id;
     IF TG_TABLE_NAME = 'embedding_space' THEN
-        DELETE FROM gmv.match AS m USING gone WHERE m.space_id = gone.space_id;
+        -- Also matches re-ranked by a deleted space (gmv.match.rerank_space_id).
+        DELETE FROM gmv.match AS m USING gone
+        WHERE m.space_id = gone.space_id OR m.rerank_space_id = gone.space_id;
         RETURN NULL;
     END IF;
     kind := CASE TG_TABLE_NAME WHEN 'training_image' THEN 'training' ELSE 'generated' END;

@@ -54,6 +54,9 @@ def test_members_are_valued_higher(membership_world, gmv, conn):
     assert numbers["p_value"] == pytest.approx(welch.pvalue, rel=1e-9)
     assert numbers["mean_members"] > numbers["mean_nonmembers"] and numbers["p_value"] < 1e-4
     assert numbers["auc"] > 0.75
+    # Beside Welch: a permutation p-value and a bootstrap interval of the AUC.
+    assert numbers["permutation_p_value"] == pytest.approx(1 / 10_000) and numbers["permutations"] == 9999
+    assert numbers["auc_ci_low"] < numbers["auc"] < numbers["auc_ci_high"] <= 1
 
     table = gmv("audit", "membership", "--members", w["members"], "--nonmembers", w["nonmembers"]).output
     assert "Welch t" in table and "AUC" in table and "(higher)" in table
@@ -112,3 +115,63 @@ def test_needs_a_matched_space(gmv, tmp_path):
     listing.write_text("a" * 64 + "\n")
     result = gmv("audit", "membership", "--members", listing, "--nonmembers", listing, ok=False)
     assert result.exit_code == 1 and "embedding space" in result.output
+
+
+def test_opted_out_and_excluded_images_are_left_out_and_counted(membership_world, gmv, conn):
+    """One population everywhere: images that can be matched. A listed image that never can is left out."""
+    w = membership_world
+    ids = w["world"]["training_ids"]
+    conn.execute("UPDATE gmv.training_image SET opted_out = true WHERE training_id = %s", (int(ids[61]),))
+    conn.execute("INSERT INTO gmv.license (name, excluded) VALUES ('withdrawn', true)")
+    conn.execute(
+        "UPDATE gmv.training_image SET license_id = (SELECT license_id FROM gmv.license WHERE name = 'withdrawn')"
+        " WHERE training_id = %s",
+        (int(ids[0]),),
+    )
+    numbers = json.loads(
+        gmv(
+            "audit",
+            "membership",
+            "--members",
+            w["members"],
+            "--nonmembers",
+            w["nonmembers"],
+            "--format",
+            "json",
+        ).output
+    )
+    assert (numbers["n_members"], numbers["n_nonmembers"]) == (59, 59)
+    assert (numbers["left_out_members"], numbers["left_out_nonmembers"]) == (1, 1)
+    table = gmv("audit", "membership", "--members", w["members"], "--nonmembers", w["nonmembers"]).output
+    assert "1 members, 1 non-members" in table and "n = 59 members, 59 non-members" in table
+
+
+def test_evidence_page_and_audit_count_the_same_images(membership_world, gmv, conn, tmp_path):
+    """After an opt-out, the page's value distribution and the audit still agree on n and means."""
+    w = membership_world
+    ids = w["world"]["training_ids"]
+    conn.execute(
+        "UPDATE gmv.training_image SET attributes = jsonb_build_object('split',"
+        " CASE WHEN training_id = ANY(%s) THEN 'member' ELSE 'non-member' END)",
+        ([int(i) for i in ids[:60]],),
+    )
+    conn.execute("UPDATE gmv.training_image SET opted_out = true WHERE training_id = %s", (int(ids[70]),))
+    numbers = json.loads(
+        gmv(
+            "audit",
+            "membership",
+            "--members",
+            w["members"],
+            "--nonmembers",
+            w["nonmembers"],
+            "--format",
+            "json",
+        ).output
+    )
+    page = tmp_path / "evidence.html"
+    gmv("report", "evidence", "--space", "test", "--html", page)
+    text = page.read_text(encoding="utf-8")
+    assert numbers["n_nonmembers"] == 59
+    assert f"member n = {numbers['n_members']} (mean {numbers['mean_members']:.4g})" in text
+    assert f"non-member n = {numbers['n_nonmembers']} (mean {numbers['mean_nonmembers']:.4g})" in text
+    assert "1 opted-out or excluded images are left out" in text

@@ -54,6 +54,12 @@ def test_quick_demo_values_members_above_nonmembers(gmv, tmp_path, conn):
     # The sweep's summary line: the signal across schemes, temperatures and k.
     assert "Robustness (gmv audit membership --sweep): sweep of " in out
     assert membership["sweep_summary"].startswith("sweep of ")
+    # Sturdier than Welch alone: a permutation p-value and a bootstrap interval of the AUC.
+    assert membership["permutation_p_value"] < 0.01 and "permutation p-value" in out
+    assert (
+        membership["auc_ci_low"] > 0.5
+        and membership["auc_ci_low"] <= membership["auc"] <= membership["auc_ci_high"]
+    )
 
     # The royalty statement: printed, and its CSV adds up to the pool exactly; royalty-free
     # licences earn credit but no money.
@@ -86,12 +92,23 @@ def test_quick_demo_values_members_above_nonmembers(gmv, tmp_path, conn):
     assert any(decimal.Decimal(r["amount"]) < 0 for r in adjustment["lines"])
     # efficientnet-lite0 at the demo's small input size (docs/DEMO.md: faster, and a clearer signal).
     assert conn.execute(
-        "SELECT model, preprocessing ->> 'center_crop' FROM gmv.embedding_space"
+        "SELECT model, preprocessing ->> 'center_crop' FROM gmv.embedding_space WHERE name = 'digits-effnet'"
     ).fetchall() == [("efficientnet-lite0", "64")]
+    # Near-copies, in the flip-invariant pixels space: counted, printed and in summary.json.
+    near = summary["near_copies"]
+    assert near["space"] == "digits-pixels" and near["threshold"] > 0 and 0 <= near["generated"] <= near["of"]
+    assert f"Near-copies: {near['generated']} of {near['of']} generated digits" in out
+    # Class consistency: matches show the digit asked for far above chance (10 balanced classes).
+    consistency = summary["consistency"]
+    assert consistency["attribute"] == "digit" and 0.05 < consistency["chance"] < 0.15
+    assert consistency["rows"][-1]["share"] > consistency["chance"] and "Class consistency" in out
 
     # The evidence page is one self-contained file.
     page = (output / "evidence.html").read_text(encoding="utf-8")
     assert page.count('class="generated"') == 12 and 'src="data:image/png;base64,' in page
+    # One count everywhere: the page's value distribution counts the images the audit tested.
+    assert f"non-member n = {membership['n_nonmembers']} (mean {membership['mean_nonmembers']:.4g})" in page
+    assert f"member n = {membership['n_members']} (mean {membership['mean_members']:.4g})" in page
 
     # Running again into the same (now full) database is refused before anything is touched.
     again = gmv.run("demo", "--quick", "--output", output, check=False)

@@ -65,6 +65,8 @@ def seeded(conn, db_url):
 
     matcher.match_space(partial(connect, db_url), world["space"])
     statements.issue(conn, resolve_target(conn), parse_period("2026-01"), Scope())
+    # Every match a near-copy, so that report.near_copy has rows to read.
+    conn.execute("UPDATE gmv.embedding_space SET near_copy_distance = 2, near_copy_source = 'set'")
     return world
 
 

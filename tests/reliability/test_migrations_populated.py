@@ -121,6 +121,8 @@ def test_downgrade_and_upgrade_keep_every_row(db_url):
             pool="1000.00",
             scheme="rank_linear",  # a pool on softmax_calibrated (0005) goes with a downgrade below 0005
         )
+        # A near-copy distance that flags some matches, so report.near_copy has rows to compare.
+        conn.execute("UPDATE gmv.embedding_space SET near_copy_distance = 0.05, near_copy_source = 'set'")
         conn.execute("REFRESH MATERIALIZED VIEW gmv.training_credit")
         conn.execute("REFRESH MATERIALIZED VIEW gmv.training_credit_monthly")
         tables = fingerprints(conn, "gmv", "r")
