@@ -14,6 +14,7 @@ from gmv_sql.db.commands import db
 from gmv_sql.demo.commands import demo
 from gmv_sql.embed.commands import embed
 from gmv_sql.errors import GmvError
+from gmv_sql.index.commands import index
 from gmv_sql.ingest.commands import ingest
 from gmv_sql.match.commands import match
 from gmv_sql.report.commands import report
@@ -56,7 +57,17 @@ def cli(ctx: click.Context, database_url: str | None) -> None:
     ctx.obj = App(cli_database_url=database_url)
 
 
-for command in (db, ingest, embed, match, value, report, audit, demo):  # the pipeline's order in --help
+for command in (
+    db,
+    ingest,
+    embed,
+    index,
+    match,
+    value,
+    report,
+    audit,
+    demo,
+):  # the pipeline's order in --help
     cli.add_command(command)
 
 

@@ -308,6 +308,7 @@ def seed(
     k: int | None = None,
     with_matches: bool = True,
     pool: str | None = None,
+    index_precision: str = "half",
 ) -> dict[str, Any]:
     """Seed owners, licences, training/generated images and their vectors in one embedding space.
 
@@ -376,7 +377,13 @@ def seed(
         )
 
         emb_space = spaces.get_or_create_space(
-            conn, space, model="synthetic", dim=dim, distance=distance, storage=storage
+            conn,
+            space,
+            model="synthetic",
+            dim=dim,
+            distance=distance,
+            storage=storage,
+            index_precision=index_precision,
         )
         store.copy_vectors(conn, emb_space, "training", training_ids, training_vectors, source="factory")
         store.copy_vectors(conn, emb_space, "generated", generated_ids, generated_vectors, source="factory")

@@ -1,21 +1,24 @@
-"""SQL k-NN matching into gmv.match, and recall of the HNSW index against exact search.
+"""SQL k-NN matching into gmv.match, and recall of the space's index against exact search.
 
 GMValuator (arXiv 2304.10701) credits the k training images nearest to each generated image.
 Here that search is one SQL statement per batch of generated images: a LATERAL subquery with
 `ORDER BY embedding <op> generated.embedding LIMIT k`, which PostgreSQL serves from the space's
-HNSW index (or, with exact=True, by a sequential scan for audits). Batches commit as they go and
+HNSW or IVFFlat index (ordering by the indexed expression, halfvec for a half-precision index),
+or, with exact=True, by a sequential scan over the full-precision vectors for audits. Batches commit as they go and
 only generated images without match rows are taken, so an interrupted run finishes on re-run.
 Parallel connections take disjoint id ranges, one batch at a time.
 """
 
 from __future__ import annotations
 
+import math
 import queue
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Any
 
 import psycopg
 from psycopg import sql
@@ -34,6 +37,7 @@ DEFAULT_K = 10
 DEFAULT_EF_SEARCH = 100
 MAX_EF_SEARCH = 1000  # pgvector's upper bound for hnsw.ef_search
 DEFAULT_BATCH = 200
+MAX_PROBES = 32768  # pgvector's upper bound for ivfflat.probes (= the most lists an index can have)
 
 
 def ef_search_for(k: int, ef_search: int | None) -> int:
@@ -51,9 +55,31 @@ def ef_search_for(k: int, ef_search: int | None) -> int:
     return ef_search
 
 
-def knn_sql(name: str, space: EmbeddingSpace) -> sql.Composed:
-    """knn_insert or knn_select of sql/queries/match.sql for the space, with the shared LATERAL top-k."""
-    return spaces.render("match", name, space, top_k=spaces.render("match", "top_k", space))
+def default_probes(space: EmbeddingSpace) -> int:
+    """IVFFlat probes when neither given nor calibrated: sqrt(lists), pgvector's advised start."""
+    return max(1, math.isqrt(space.ivfflat_lists or 1))
+
+
+def probes_for(space: EmbeddingSpace, probes: int | None) -> int:
+    """The probes to use: the user's (1..lists), else default_probes()."""
+    if probes is None:
+        return default_probes(space)
+    if not 1 <= probes <= MAX_PROBES:
+        raise InputError(f"--probes {probes} is out of range; use 1..{space.ivfflat_lists or MAX_PROBES}")
+    return min(probes, space.ivfflat_lists or probes)
+
+
+def knn_sql(name: str, space: EmbeddingSpace, *, exact: bool = False) -> sql.Composed:
+    """knn_insert or knn_select of sql/queries/match.sql for the space, with the shared LATERAL top-k.
+
+    Ordered by the indexed expression (so the index can serve it), or with exact by the stored vectors.
+    """
+    keys = {
+        "e_key": sql.SQL("e.embedding") if exact else space.index_key("e"),
+        "g_key": sql.SQL("g.embedding") if exact else space.index_key("g"),
+    }
+    top_k = spaces.render("match", "top_k", space, **keys)
+    return spaces.render("match", name, space, top_k=top_k)
 
 
 @dataclass(frozen=True)
@@ -62,11 +88,20 @@ class MatchPlan:
 
     space: EmbeddingSpace
     k: int
-    ef_search: int | None  # None with exact
+    ef_search: int | None  # None with exact, or for an IVFFlat space
     exact: bool = False
     ineligible: tuple[int, ...] = ()  # training ids never matched (opted out, excluded licences)
     expected: int = 0  # rows each generated image must get: min(k, eligible training vectors)
     batch: int = DEFAULT_BATCH  # generated images per transaction
+    probes: int | None = None  # IVFFlat lists searched (None: default_probes)
+
+    @property
+    def ivfflat(self) -> bool:
+        return self.space.index_kind == "ivfflat"
+
+    def statement(self, name: str) -> sql.Composed:
+        """knn_insert / knn_select of this plan (exact or through the index)."""
+        return knn_sql(name, self.space, exact=self.exact)
 
     def params(self, **extra) -> dict:
         """Query parameters of knn_insert / knn_select."""
@@ -86,6 +121,14 @@ class MatchPlan:
         }
         if self.exact:
             return settings | _EXACT_SETTINGS
+        if self.ivfflat:
+            settings["ivfflat.probes"] = str(int(self.probes or default_probes(self.space)))
+            # IVFFlat has no strict-order iterative scan: relaxed order (the top_k re-ranks the k rows
+            # by distance) up to every list; the exact fallback still guarantees k rows.
+            settings["ivfflat.iterative_scan"] = "relaxed_order" if self.ineligible else "off"
+            if self.ineligible:
+                settings["ivfflat.max_probes"] = str(int(self.space.ivfflat_lists or MAX_PROBES))
+            return settings
         ef_search = self.ef_search or self.k
         settings["hnsw.ef_search"] = str(int(ef_search))
         if self.ineligible:
@@ -131,6 +174,19 @@ class MatchResult:
     workers: int
     eligible_training: int = 0  # training vectors that may be matched (not opted out, licence not excluded)
     pending: int = 0  # generated images that needed matching at the start
+    index_kind: str = "hnsw"
+    probes: int | None = None  # IVFFlat lists searched
+    tuning: Any = None  # gmv_sql.match.tuning.Tuning when --target-recall calibrated (or skipped)
+    stale_index: str | None = None  # why the space's index should be rebuilt, with the command
+
+    @property
+    def setting(self) -> str:
+        """The search in words: exact search, or the index kind and its setting."""
+        if self.exact:
+            return "exact search"
+        if self.index_kind == "ivfflat":
+            return f"IVFFlat, probes={self.probes}"
+        return f"HNSW, ef_search={self.ef_search}"
 
     @property
     def rate(self) -> float:
@@ -180,12 +236,20 @@ def match_space(
     rematch: bool = False,
     on_progress: Callable[[int], None] | None = None,
     on_total: Callable[[int], None] | None = None,
+    probes: int | None = None,
+    target_recall: float | None = None,
+    calibration_sample: int | None = None,
 ) -> MatchResult:
     """Match every generated image of the space that has no match rows yet (see module docstring).
 
     connect opens an autocommit connection (App.connect): one holds the space's match lock, and each
-    worker opens its own.
+    worker opens its own. The index setting is ef_search (HNSW) or probes (IVFFlat) when given; else,
+    with target_recall, the cheapest one reaching it on a sample (gmv_sql.match.tuning); else the
+    defaults (ef_search_for, default_probes).
     """
+    from gmv_sql.index.builder import stale_reason
+    from gmv_sql.match import tuning as tuning_module
+
     if batch < 1:
         raise InputError(f"--batch-size {batch} must be at least 1")
     workers = default_workers(8) if workers is None else workers
@@ -195,7 +259,11 @@ def match_space(
     with connect() as conn, locks.space_lock(conn, locks.MATCH, space):
         with conn.transaction():
             k = resolve_k(conn, space, k, rematch=rematch)
-            ef = None if exact else ef_search_for(k, ef_search)
+            ivfflat = space.index_kind == "ivfflat"
+            ef = None if exact or ivfflat else ef_search_for(k, ef_search)
+            n_probes = probes_for(space, probes) if ivfflat and not exact else None
+            if target_recall is not None:
+                tuning_module.check_target(target_recall)
             if rematch:
                 conn.execute(query("match", "delete_space_matches"), {"space_id": space.space_id})
             spaces.set_match_k(conn, space, k)
@@ -204,10 +272,23 @@ def match_space(
         ineligible = ineligible_training(conn)
         n_vectors = store.count_vectors(conn, space)
         eligible = n_vectors - (len(store.present(conn, space, "training", ineligible)) if ineligible else 0)
-        plan = MatchPlan(space, k, ef, exact, tuple(ineligible), expected=min(k, eligible), batch=batch)
+        plan = MatchPlan(
+            space, k, ef, exact, tuple(ineligible), expected=min(k, eligible), batch=batch, probes=n_probes
+        )
         pending = [
             r[0] for r in conn.execute(spaces.render("match", "pending_generated", space), plan.params())
         ]
+        given = probes if ivfflat else ef_search
+        tuning = None
+        if target_recall is not None and not exact and given is None and pending and plan.expected:
+            tuning = tuning_module.calibrate(
+                conn,
+                plan,
+                target_recall,
+                sample=calibration_sample or tuning_module.DEFAULT_SAMPLE,
+                eligible=eligible,
+            )
+            plan = replace(plan, **{tuning.setting: tuning.value})
         without_vector = conn.execute(spaces.render("match", "count_without_vector", space)).fetchone()[0]
         if on_total:
             on_total(len(pending))
@@ -217,7 +298,7 @@ def match_space(
     return MatchResult(
         space=space.name,
         k=k,
-        ef_search=ef,
+        ef_search=plan.ef_search,
         exact=exact,
         matched=totals["matched"],
         rows=totals["rows"],
@@ -228,6 +309,10 @@ def match_space(
         workers=n_workers,
         eligible_training=eligible,
         pending=len(pending),
+        index_kind=space.index_kind,
+        probes=plan.probes,
+        tuning=tuning,
+        stale_index=stale_reason(space, n_vectors),
     )
 
 
@@ -240,7 +325,7 @@ def _match_batch(
     conn: psycopg.Connection, plan: MatchPlan, lo: int, hi: int, ids: list[int]
 ) -> tuple[int, int, int]:
     """One transaction: insert the batch's top-k; redo exactly any image the index under-served."""
-    insert = knn_sql("knn_insert", plan.space)
+    insert = plan.statement("knn_insert")
     with conn.transaction():
         apply_search_settings(conn, plan)
         counts = Counter(r[0] for r in conn.execute(insert, plan.params(lo=lo, hi=hi)))
@@ -254,7 +339,9 @@ def _match_batch(
             _set_local(conn, _EXACT_SETTINGS)
             for g in short:
                 counts.pop(g, None)  # their first rows were just deleted
-            redone = conn.execute(insert, {**plan.params(lo=lo, hi=hi), "exact": True}).fetchall()
+            redone = conn.execute(
+                knn_sql("knn_insert", plan.space, exact=True), {**plan.params(lo=lo, hi=hi), "exact": True}
+            ).fetchall()
             counts.update(Counter(r[0] for r in redone))
     return len(counts), sum(counts.values()), len(short)
 
@@ -341,6 +428,7 @@ class RecallResult:
     worst: float  # lowest per-image recall in the sample
     index_seconds: float
     exact_seconds: float
+    probes: int | None = None  # IVFFlat spaces (ef_search is then None)
 
 
 def knn(conn: psycopg.Connection, plan: MatchPlan, ids: Sequence[int]) -> dict[int, list[tuple[int, float]]]:
@@ -348,9 +436,7 @@ def knn(conn: psycopg.Connection, plan: MatchPlan, ids: Sequence[int]) -> dict[i
     out: dict[int, list[tuple[int, float]]] = {int(g): [] for g in ids}
     with conn.transaction():
         apply_search_settings(conn, plan)
-        rows = conn.execute(
-            knn_sql("knn_select", plan.space), plan.params(ids=list(map(int, ids)))
-        ).fetchall()
+        rows = conn.execute(plan.statement("knn_select"), plan.params(ids=list(map(int, ids)))).fetchall()
     for g, _rank, t, d in rows:
         out[g].append((t, d))
     return out
@@ -364,12 +450,15 @@ def recall(
     ef_search: int | None = None,
     sample: int = 100,
     salt: str = "gmv",
+    probes: int | None = None,
 ) -> RecallResult:
-    """recall@k of the HNSW index against exact search on a reproducible sample of generated images."""
+    """recall@k of the space's index against exact search on a reproducible sample of generated images."""
     if sample < 1:
         raise InputError(f"--sample {sample} must be at least 1")
     k = k or space.match_k or DEFAULT_K
-    ef = ef_search_for(k, ef_search)
+    ivfflat = space.index_kind == "ivfflat"
+    ef = None if ivfflat else ef_search_for(k, ef_search)
+    n_probes = probes_for(space, probes) if ivfflat else None
     ids = [
         r[0]
         for r in conn.execute(spaces.render("match", "sample_generated", space), {"salt": salt, "n": sample})
@@ -380,7 +469,7 @@ def recall(
         )
     ineligible = tuple(ineligible_training(conn))
     t0 = time.monotonic()
-    approx = knn(conn, MatchPlan(space, k, ef, exact=False, ineligible=ineligible), ids)
+    approx = knn(conn, MatchPlan(space, k, ef, exact=False, ineligible=ineligible, probes=n_probes), ids)
     t1 = time.monotonic()
     truth = knn(conn, MatchPlan(space, k, None, exact=True, ineligible=ineligible), ids)
     t2 = time.monotonic()
@@ -401,4 +490,5 @@ def recall(
         worst=min(per_image, default=1.0),
         index_seconds=t1 - t0,
         exact_seconds=t2 - t1,
+        probes=n_probes,
     )
