@@ -43,9 +43,9 @@ from gmv_sql.spaces import get_space
 @click.option(
     "--calibration-sample",
     type=click.IntRange(1, 10_000),
-    default=tuning.DEFAULT_SAMPLE,
-    show_default=True,
-    help="Generated images the --target-recall calibration compares.",
+    default=None,
+    help="Generated images the --target-recall calibration compares "
+    "[default: 50 at 0.95, growing as 2.5 / (1 - target) up to 1000].",
 )
 @click.option("--exact", is_flag=True, help="Exact search without the index (slow; for audits).")
 @click.option(

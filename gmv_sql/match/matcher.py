@@ -285,7 +285,7 @@ def match_space(
                 conn,
                 plan,
                 target_recall,
-                sample=calibration_sample or tuning_module.DEFAULT_SAMPLE,
+                sample=calibration_sample,
                 eligible=eligible,
             )
             plan = replace(plan, **{tuning.setting: tuning.value})
