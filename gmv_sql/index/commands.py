@@ -6,7 +6,10 @@ import click
 
 from gmv_sql.app import App, pass_app
 from gmv_sql.embed import store
+from gmv_sql.index import advise as advisor
 from gmv_sql.index import builder
+from gmv_sql.match import tuning
+from gmv_sql.output import emit, format_option
 from gmv_sql.spaces import get_space
 
 
@@ -65,3 +68,78 @@ def build(
         )
     click.echo(result.summary())
     click.echo(f"next: gmv match --space {result.space.name}")
+
+
+@index.command()
+@click.option("--space", "space_name", required=True, metavar="NAME", help="Embedding space.")
+@click.option(
+    "--target-recall",
+    type=click.FloatRange(0, 1, min_open=True),
+    default=tuning.DEFAULT_TARGET_RECALL,
+    show_default=True,
+    help="Recall@k each kind must reach; its rate is measured at the cheapest setting reaching it.",
+)
+@click.option(
+    "--rows",
+    type=click.IntRange(min=1),
+    default=advisor.DEFAULT_ROWS,
+    show_default=True,
+    help="Training vectors sampled to build both kinds on.",
+)
+@click.option(
+    "--queries",
+    type=click.IntRange(min=1),
+    default=advisor.DEFAULT_QUERIES,
+    show_default=True,
+    help="Generated vectors sampled as queries.",
+)
+@format_option
+@pass_app
+def advise(app: App, space_name: str, target_recall: float, rows: int, queries: int, fmt: str) -> None:
+    """Build HNSW and IVFFlat on a sample of the space and recommend the faster at the target recall.
+
+    Nothing is written: the measurement runs in a transaction that is rolled back.
+
+    Example: gmv index advise --space effnet --rows 100000
+    """
+    with app.connect() as conn:
+        space = get_space(conn, space_name)
+        advice = advisor.advise(
+            conn,
+            space,
+            target=target_recall,
+            rows=rows,
+            queries=queries,
+            progress=lambda line: click.echo(line, err=True),
+        )
+    emit(
+        [
+            (
+                c.kind,
+                c.describe,
+                f"{c.setting}={c.value}",
+                None if c.recall is None else round(c.recall, 4),
+                c.reached,
+                round(c.rate, 1),
+                round(c.build_seconds, 2),
+                round(c.size_mb, 2),
+            )
+            for c in advice.candidates
+        ],
+        ["kind", "index", "setting", "recall", "reached", "per_s", "build_s", "size_mb"],
+        fmt,
+    )
+    best = advice.best
+    if best is not None:
+        others = [c for c in advice.candidates if c is not best]
+        versus = (
+            f" ({best.rate / others[0].rate:.1f}x the rate of {others[0].kind})"
+            if others and others[0].rate
+            else ""
+        )
+        click.echo(
+            f"recommended for space {advice.space!r}: {best.kind}{versus}, measured on {advice.rows:,} of its "
+            f"{advice.space_rows:,} training vectors and {advice.queries:,} generated; "
+            f"apply with: gmv index build --space {advice.space} --kind {best.kind}",
+            err=True,
+        )
