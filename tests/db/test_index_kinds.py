@@ -154,6 +154,9 @@ def test_stale_ivfflat_is_reported_with_the_rebuild_command(gmv, conn):
     status = json.loads(gmv("db", "status", "--format", "json").output)
     index_row = next(r for r in status if r["item"] == "index test")
     assert "STALE" not in index_row["value"]
+    recall = json.loads(gmv("match", "recall", "--space", "test", "--probes", "1", "--format", "json").output)
+    # One list is every row, ordered at half precision: near-ties may swap against the full-precision truth.
+    assert (recall[0]["probes"], recall[0]["ef_search"]) == (1, None) and recall[0]["recall"] >= 0.99
 
     # The table grows past twice the rows the lists were built for.
     owner = make_owner(conn, "late")
