@@ -287,8 +287,13 @@ def match_space(
                 target_recall,
                 sample=calibration_sample,
                 eligible=eligible,
+                pending=len(pending),
             )
-            plan = replace(plan, **{tuning.setting: tuning.value})
+            if tuning.setting == "exact":
+                exact = True
+                plan = replace(plan, exact=True, ef_search=None, probes=None)
+            else:
+                plan = replace(plan, **{tuning.setting: tuning.value})
         without_vector = conn.execute(spaces.render("match", "count_without_vector", space)).fetchone()[0]
         if on_total:
             on_total(len(pending))

@@ -15,7 +15,9 @@ If no setting clears R that way, the first whose mean reaches R is taken, and if
 either, the most thorough one (reached=False).
 
 Tiny spaces (fewer than TINY_SPACE eligible training vectors) are not calibrated: there the planner
-prefers a sequential scan (an exact search) anyway, and the default setting is used.
+prefers a sequential scan (an exact search) anyway, and the default setting is used. When no more
+images are to be matched than the sample holds, calibrating would cost as many exact searches as
+matching them all exactly: they are matched exactly (setting "exact", recall 1).
 """
 
 from __future__ import annotations
@@ -59,7 +61,7 @@ class Tuning:
     note: str = ""
 
     def describe(self) -> str:
-        if self.recall is None:
+        if self.setting == "exact" or self.recall is None:
             return f"{self.setting}={self.value} ({self.note})"
         verdict = "reaching" if self.reached else "below"
         return (
@@ -142,6 +144,7 @@ def calibrate(
     *,
     sample: int | None = None,
     eligible: int | None = None,
+    pending: int | None = None,
     salt: str = "gmv-tune",
 ) -> Tuning:
     """The cheapest setting of plan's index reaching target recall@k on a sample (see module docstring).
@@ -165,8 +168,12 @@ def calibrate(
             True,
             note=f"not calibrated: only {eligible:,} training vectors",
         )
+    sample = sample or default_sample(target)
+    if pending is not None and pending <= sample:
+        note = f"exact search: {pending:,} images to match cost no more than calibrating on {sample:,}"
+        return Tuning("exact", 0, 1.0, target, 0, True, note=note)
     started = time.monotonic()
-    ids = sample_ids(conn, plan.space, sample or default_sample(target), salt)
+    ids = sample_ids(conn, plan.space, sample, salt)
     if not ids:
         return Tuning(setting, default, None, target, 0, True, note="not calibrated: no generated vectors")
     truth = matcher.knn(conn, replace(plan, exact=True), ids)

@@ -102,3 +102,15 @@ def test_cli_prints_the_chosen_setting_and_recall(gmv, conn):
     assert "on 50 sampled images, reaching the target 0.9" in line
     ef = int(line.split("ef_search=")[1].split(":")[0])
     assert f"(k=10, HNSW, ef_search={ef}," in out
+
+
+def test_few_pending_images_are_matched_exactly_instead_of_calibrating(conn, db_url):
+    training, generated = _digits()
+    world = seed(conn, training_vectors=training, generated_vectors=generated[:30], seed=1)
+    result = matcher.match_space(partial(connect, db_url), world["space"], k=10, target_recall=0.95)
+    assert result.tuning.setting == "exact" and "30 images to match cost no more than calibrating on 50" in (
+        result.tuning.note
+    )
+    assert result.exact and result.setting == "exact search" and result.matched == 30
+    assert conn.execute("SELECT bool_and(exact), count(*) FROM gmv.match").fetchone() == (True, 300)
+    assert _run_recall(conn, world, 10) == 1.0
