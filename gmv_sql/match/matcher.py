@@ -288,6 +288,8 @@ def match_space(
                 sample=calibration_sample,
                 eligible=eligible,
                 pending=len(pending),
+                connect=connect,
+                workers=workers,
             )
             if tuning.setting == "exact":
                 exact = True

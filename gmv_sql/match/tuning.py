@@ -24,7 +24,8 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 
 import psycopg
@@ -133,6 +134,31 @@ def sample_ids(conn: psycopg.Connection, space: spaces.EmbeddingSpace, n: int, s
     ]
 
 
+def exact_answers(
+    conn: psycopg.Connection,
+    plan: MatchPlan,
+    ids: Sequence[int],
+    *,
+    connect: Callable[[], psycopg.Connection] | None = None,
+    workers: int = 1,
+) -> dict[int, list[tuple[int, float]]]:
+    """Exact top-k of ids: the calibration's main cost (a full scan per image), split over workers
+    connections when connect is given."""
+    if connect is None or workers <= 1 or len(ids) < 2:
+        return matcher.knn(conn, plan, ids)
+    chunks = [list(ids[i::workers]) for i in range(workers)]
+
+    def run(chunk: list[int]) -> dict[int, list[tuple[int, float]]]:
+        with connect() as own:
+            return matcher.knn(own, plan, chunk)
+
+    out: dict[int, list[tuple[int, float]]] = {}
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        for part in pool.map(run, [c for c in chunks if c]):
+            out.update(part)
+    return out
+
+
 def _with(plan: MatchPlan, setting: str, value: int) -> MatchPlan:
     return replace(plan, exact=False, **{setting: value})
 
@@ -146,6 +172,8 @@ def calibrate(
     eligible: int | None = None,
     pending: int | None = None,
     salt: str = "gmv-tune",
+    connect: Callable[[], psycopg.Connection] | None = None,
+    workers: int = 1,
 ) -> Tuning:
     """The cheapest setting of plan's index reaching target recall@k on a sample (see module docstring).
 
@@ -176,7 +204,7 @@ def calibrate(
     ids = sample_ids(conn, plan.space, sample, salt)
     if not ids:
         return Tuning(setting, default, None, target, 0, True, note="not calibrated: no generated vectors")
-    truth = matcher.knn(conn, replace(plan, exact=True), ids)
+    truth = exact_answers(conn, replace(plan, exact=True), ids, connect=connect, workers=workers)
     tried: list[tuple[int, float, float]] = []
     first_reaching = None
     for value in values:
