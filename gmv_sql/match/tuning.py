@@ -62,7 +62,9 @@ class Tuning:
     note: str = ""
 
     def describe(self) -> str:
-        if self.setting == "exact" or self.recall is None:
+        if self.setting == "exact":
+            return self.note
+        if self.recall is None:
             return f"{self.setting}={self.value} ({self.note})"
         verdict = "reaching" if self.reached else "below"
         return (
@@ -228,10 +230,3 @@ def calibrate(
         time.monotonic() - started,
         tuple(tried),
     )
-
-
-def measure(
-    conn: psycopg.Connection, plan: MatchPlan, ids: Sequence[int], truth: dict[int, list[tuple[int, float]]]
-) -> float:
-    """Sample recall of one plan against known exact answers (benchmarks, advise)."""
-    return sample_recall(matcher.knn(conn, plan, ids), truth)
