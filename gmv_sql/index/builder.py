@@ -85,7 +85,12 @@ def build(
     if kind == "hnsw" and lists is not None:
         raise InputError("--lists is an IVFFlat setting; for --kind hnsw use --m and --ef-construction")
     started = time.monotonic()
-    with conn.transaction(), locks.space_lock(conn, locks.EMBED, space, transaction=True):
+    # Neither vectors being written nor a matching run (whose queries follow the old index) meanwhile.
+    with (
+        conn.transaction(),
+        locks.space_lock(conn, locks.EMBED, space, transaction=True),
+        locks.space_lock(conn, locks.MATCH, space, transaction=True),
+    ):
         n_rows = store.count_vectors(conn, space)
         if kind == "ivfflat":
             if n_rows == 0:

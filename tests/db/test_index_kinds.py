@@ -184,3 +184,15 @@ def test_stale_ivfflat_is_reported_with_the_rebuild_command(gmv, conn):
         "index", "build", "--space", "test", "--kind", "hnsw", "--m", "8", "--precision", "full"
     ).output
     assert "built hnsw vector m=8 ef_construction=64 (built on 2,100 rows)" in hnsw
+
+
+def test_build_refuses_while_the_space_is_being_matched(conn, db_url):
+    from gmv_sql.db import locks
+    from gmv_sql.errors import ConflictError
+
+    world = seed(conn, n_training=50, n_generated=2, dim=8)
+    with connect(db_url) as other, locks.space_lock(other, locks.MATCH, world["space"]):
+        with pytest.raises(ConflictError, match="another gmv match is running for space 'test'"):
+            builder.build(conn, world["space"], kind="ivfflat")
+    assert spaces.get_space(conn, "test").index_kind == "hnsw" and store.index_exists(conn, world["space"])
+    assert builder.build(conn, world["space"], kind="ivfflat").space.index_kind == "ivfflat"
