@@ -257,6 +257,8 @@ def match_space(
         raise InputError(f"--workers {workers} must be at least 1")
     started = time.monotonic()
     with connect() as conn, locks.space_lock(conn, locks.MATCH, space):
+        # The index as it is now that no `gmv index build` can run: the queries must follow its kind.
+        space = spaces.find_space(conn, space.name) or space
         with conn.transaction():
             k = resolve_k(conn, space, k, rematch=rematch)
             ivfflat = space.index_kind == "ivfflat"

@@ -196,3 +196,11 @@ def test_build_refuses_while_the_space_is_being_matched(conn, db_url):
             builder.build(conn, world["space"], kind="ivfflat")
     assert spaces.get_space(conn, "test").index_kind == "hnsw" and store.index_exists(conn, world["space"])
     assert builder.build(conn, world["space"], kind="ivfflat").space.index_kind == "ivfflat"
+
+
+def test_match_follows_the_index_built_since_the_space_was_read(conn, db_url):
+    world = seed(conn, n_training=50, n_generated=5, dim=8)
+    read_before = world["space"]
+    builder.build(conn, read_before, kind="ivfflat")
+    result = matcher.match_space(partial(connect, db_url), read_before, k=3, workers=1)
+    assert result.index_kind == "ivfflat" and result.setting == "IVFFlat, probes=1" and result.matched == 5
