@@ -204,3 +204,27 @@ def test_match_follows_the_index_built_since_the_space_was_read(conn, db_url):
     builder.build(conn, read_before, kind="ivfflat")
     result = matcher.match_space(partial(connect, db_url), read_before, k=3, workers=1)
     assert result.index_kind == "ivfflat" and result.setting == "IVFFlat, probes=1" and result.matched == 5
+
+
+def test_migration_reads_the_index_kind_and_precision_back(conn, db_url):
+    """Downgrading past 0010 drops the record, not the indexes; upgrading reads them back."""
+    from gmv_sql.db.migrate import downgrade, upgrade
+
+    seed(conn, n_training=3000, n_generated=2, dim=8, space="full", index_precision="full")
+    ivf = seed(conn, n_training=2000, n_generated=2, dim=8, space="ivf", seed=1)["space"]
+    builder.build(conn, ivf, kind="ivfflat", lists=7)
+    half = seed(conn, n_training=10, n_generated=2, dim=8, space="half", seed=2)["space"]
+    record = "SELECT name, index_kind, index_precision, ivfflat_lists FROM gmv.embedding_space ORDER BY name"
+    before = conn.execute(record).fetchall()
+    assert before == [
+        ("full", "hnsw", "full", None),
+        ("half", "hnsw", "half", None),
+        ("ivf", "ivfflat", "half", 7),
+    ]
+    conn.close()
+    downgrade(db_url, "0004_consolidate")
+    upgrade(db_url)
+    with connect(db_url) as again:
+        assert again.execute(record).fetchall() == before
+        assert store.index_exists(again, spaces.get_space(again, "ivf"))
+    assert half.index_casts
