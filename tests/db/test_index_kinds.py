@@ -228,3 +228,34 @@ def test_migration_reads_the_index_kind_and_precision_back(conn, db_url):
         assert again.execute(record).fetchall() == before
         assert store.index_exists(again, spaces.get_space(again, "ivf"))
     assert half.index_casts
+
+
+def test_ivfflat_filtering_still_gives_k_eligible_rows(conn, db_url):
+    """Opted-out images fill the queries' own list; relaxed-order iterative scans (and, failing that,
+    the exact fallback) still give k eligible matches, in distance order."""
+    rng = np.random.default_rng(5)
+    centre = np.ones(8, dtype=np.float32)
+    near = centre + 0.01 * rng.normal(size=(1500, 8)).astype(np.float32)
+    far = -centre + 0.3 * rng.normal(size=(500, 8)).astype(np.float32)
+    training = np.vstack([near, far])
+    generated = centre + 0.01 * rng.normal(size=(6, 8)).astype(np.float32)
+    world = seed(conn, training_vectors=training, generated_vectors=generated, owners=2)
+    ids = world["training_ids"]
+    space = builder.build(conn, world["space"], kind="ivfflat", lists=2).space
+    conn.execute(
+        "UPDATE gmv.training_image SET opted_out = true WHERE training_id = ANY(%s)",
+        (list(map(int, ids[:1500])),),
+    )
+    result = matcher.match_space(partial(connect, db_url), space, k=10, probes=1, workers=1)
+    assert (result.matched, result.rows, result.setting) == (6, 60, "IVFFlat, probes=1")
+    assert result.exact_fallback == 0  # the iterative scan itself probed past the filtered list
+    eligible = np.zeros(len(ids), bool)
+    eligible[1500:] = True
+    order, _ = numpy_knn(training, generated, 10, eligible=eligible)
+    rows = conn.execute(
+        "SELECT generated_id, array_agg(training_id ORDER BY rank), array_agg(distance ORDER BY rank) "
+        "FROM gmv.match GROUP BY 1 ORDER BY 1"
+    ).fetchall()
+    for j, (_, got, distances) in enumerate(rows):
+        assert set(got) <= set(map(int, ids[1500:])) and len(got) == 10 and distances == sorted(distances)
+        assert len(set(got) & set(ids[order[j]])) >= 9
