@@ -1,13 +1,18 @@
-"""Benchmark: gmv's SQL k-NN matcher against FAISS HNSW, hnswlib and numpy exact search.
+"""Benchmark: gmv's SQL k-NN matcher against FAISS HNSW, FAISS IVFFlat, hnswlib and numpy exact search.
 
 For each training-set size (default 200k and 1M) of clustered 512-d vectors with 2,000 generated
-queries it prints generated images matched per second, recall@k against numpy exact search, peak
-memory and build time, side by side. Then it times REFRESH MATERIALIZED VIEW CONCURRENTLY of the
-credit views over ~1M match rows against the plain aggregate query.
+queries (or real data: --dataset fashion-mnist, 60k training images and 2,000 test images as
+queries, raw 784-d pixels) it prints generated images matched per second, recall@k against numpy
+exact search, peak memory and build time, side by side. gmv is run with each index of --gmv-index
+(HNSW / IVFFlat, on the stored vectors or on halfvec) at every --ef-search / --probes, and once more
+as a user runs it: `gmv match --target-recall R` (calibration included in the time). Then it times
+REFRESH MATERIALIZED VIEW CONCURRENTLY of the credit views over ~1M match rows against the plain
+aggregate query.
 
     python benchmarks/match.py                       # 200k and 1M, k=10, M=16, ef_construction=64, ef_search 64..400
     python benchmarks/match.py --sizes 200000 --json out.json
     python benchmarks/match.py --sizes 20000 --generated 200 --refresh-rows 50000   # a quick smoke run
+    python benchmarks/match.py --dataset fashion-mnist --refresh-rows 0   # apt-get install -y dataset-fashion-mnist
 
 Libraries and PostgreSQL run one after the other (never concurrently) with --threads threads each;
 FAISS, hnswlib and numpy run in their own subprocess so their peak memory (ru_maxrss) is their own.
@@ -61,6 +66,40 @@ def make_data(workdir: Path, n: int, n_generated: int, dim: int, seed: int) -> t
     np.save(gen_path, gen.astype(np.float32))
     del train
     return train_path, gen_path
+
+
+FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")  # Debian package dataset-fashion-mnist
+
+
+def _idx_images(path: Path) -> np.ndarray:
+    import gzip
+
+    raw = gzip.decompress(path.read_bytes())
+    n, rows, cols = (int.from_bytes(raw[i : i + 4], "big") for i in (4, 8, 12))
+    return np.frombuffer(raw, dtype=np.uint8, offset=16).reshape(n, rows * cols)
+
+
+def make_fashion(workdir: Path, n: int, n_generated: int) -> tuple[Path, Path]:
+    """Fashion-MNIST raw pixels / 255 (784-d): the first n training images, the first n_generated test images."""
+    if not (FASHION_MNIST / "train-images-idx3-ubyte.gz").exists():
+        raise SystemExit(
+            f"Fashion-MNIST not found in {FASHION_MNIST}; install it: sudo apt-get install -y dataset-fashion-mnist"
+        )
+    train_path = workdir / f"fashion_train_{n}.npy"
+    gen_path = workdir / f"fashion_test_{n}_{n_generated}.npy"
+    if not (train_path.exists() and gen_path.exists()):
+        train = _idx_images(FASHION_MNIST / "train-images-idx3-ubyte.gz")[:n].astype(np.float32) / 255
+        test = _idx_images(FASHION_MNIST / "t10k-images-idx3-ubyte.gz")[:n_generated].astype(np.float32) / 255
+        np.save(train_path, train)
+        np.save(gen_path, test)
+    return train_path, gen_path
+
+
+def ivf_lists(n: int) -> int:
+    """The lists gmv's IVFFlat gets by default (gmv_sql.embed.store.default_lists), for FAISS too."""
+    from gmv_sql.embed.store import default_lists
+
+    return default_lists(n)
 
 
 def normalised(x: np.ndarray) -> np.ndarray:
@@ -122,6 +161,27 @@ def worker(
             t0 = time.perf_counter()
             _, idx = index.search(gen, k)
             results[ef] = ({**result, "search_s": time.perf_counter() - t0}, idx)
+    elif method == "faiss-ivf":
+        import faiss
+
+        faiss.omp_set_num_threads(threads)
+        t0 = time.perf_counter()
+        quantizer = faiss.IndexFlatIP(train.shape[1])
+        index = faiss.IndexIVFFlat(
+            quantizer, train.shape[1], ivf_lists(len(train)), faiss.METRIC_INNER_PRODUCT
+        )
+        index.train(train)
+        index.add(train)
+        result["build_s"] = time.perf_counter() - t0
+        results = {}
+        for probes in efs:  # probes for this method
+            index.nprobe = probes
+            t0 = time.perf_counter()
+            _, idx = index.search(gen, k)
+            results[probes] = (
+                {**result, "search_s": time.perf_counter() - t0, "setting": f"probes {probes}"},
+                idx,
+            )
     elif method == "hnswlib":
         import hnswlib
 
@@ -151,7 +211,7 @@ def run_worker(
 ) -> list[tuple[dict, np.ndarray]]:
     """[(result, indices)] per ef_search (one entry for numpy)."""
     out = str(workdir / f"{method}_{train_path.stem}")
-    efs = [0] if method == "numpy" else args.ef_list
+    efs = [0] if method == "numpy" else args.probes_list if method == "faiss-ivf" else args.ef_list
 
     def load() -> list[tuple[dict, np.ndarray]]:
         return [
@@ -265,17 +325,18 @@ def load_images(conn, n_train: int, n_gen: int) -> None:
 def run_sql(
     admin_url: str, pid: int | None, train_path: Path, gen_path: Path, args
 ) -> tuple[list[tuple[dict, np.ndarray]], str]:
-    """Load, build the index once, then `gmv match` (all generated, --rematch) at every ef_search."""
+    """Load once; per --gmv-index build that index, then `gmv match` (all generated, --rematch) at every
+    ef_search / probes, and once with --target-recall (calibration included) as a user runs it."""
     from gmv_sql import spaces
     from gmv_sql.db.connect import connect
     from gmv_sql.embed import store
+    from gmv_sql.index import builder
     from gmv_sql.match import matcher
 
     train = np.load(train_path, mmap_mode="r")
     gen = np.load(gen_path)
     n = len(train)
-    url = fresh_database(admin_url, f"bench_{n}")
-    result: dict = {"method": "gmv SQL (pgvector HNSW)"}
+    url = fresh_database(admin_url, f"bench_{train_path.stem}")
     with connect(url, autocommit=True) as conn:
         t0 = time.perf_counter()
         load_images(conn, n, len(gen))
@@ -298,35 +359,10 @@ def run_sql(
                 np.asarray(train[start : start + 50_000]),
             )
         store.copy_vectors(conn, space, "generated", np.arange(1, len(gen) + 1), gen)
-        result["load_s"] = time.perf_counter() - t0
-        t0 = time.perf_counter()
+        load_s = time.perf_counter() - t0
         conn.execute(f"SET max_parallel_maintenance_workers = {max(0, args.threads - 1)}")
-        with conn.transaction():
-            store.build_index(conn, space)
-        result["build_s"] = time.perf_counter() - t0
-        conn.execute("VACUUM ANALYZE")
-        result["index_mb"] = conn.execute(
-            "SELECT pg_relation_size(%s::regclass) / 1048576.0", (f"gmv.{space.index_name}",)
-        ).fetchone()[0]
-        result["index_mb"] = float(result["index_mb"])
-        # Warm the index into shared buffers / page cache like a long-running server would have it.
-        matcher.recall(conn, space, k=args.k, ef_search=args.ef_list[0], sample=20)
-    out = []
-    for ef in args.ef_list:
-        # Timed without the memory sampler: reading smaps of processes that map 4GB of shared
-        # buffers costs CPU that the 2 cores would otherwise give to matching.
-        t0 = time.perf_counter()
-        match = matcher.match_space(
-            partial(connect, url),
-            space,
-            k=args.k,
-            ef_search=ef,
-            workers=args.threads,
-            batch=100,
-            rematch=True,
-        )
-        search_s = time.perf_counter() - t0
-        assert match.matched == len(gen), match
+
+    def to_indices() -> np.ndarray:
         with connect(url, autocommit=True) as conn:
             rows = conn.execute(
                 "SELECT generated_id, training_id FROM gmv.match ORDER BY generated_id, rank"
@@ -336,21 +372,99 @@ def run_sql(
         for g, t in rows:
             idx[g - 1, counts[g - 1]] = t - 1
             counts[g - 1] += 1
-        out.append(({**result, "ef_search": ef, "search_s": search_s}, idx))
-    # Peak memory: one more run at the largest ef_search, sampled (the same for every ef: shared
-    # buffers dominate).
-    with PssSampler(pid) as sampler:
-        matcher.match_space(
-            partial(connect, url),
-            space,
-            k=args.k,
-            ef_search=max(args.ef_list),
-            workers=args.threads,
-            batch=100,
-            rematch=True,
-        )
-    for result, _ in out:
-        result["peak_rss_mb"] = sampler.peak if pid else float("nan")
+        return idx
+
+    out = []
+    for n_config, config in enumerate(args.gmv_index):
+        kind, precision = config.split("-")
+        with connect(url, autocommit=True) as conn:
+            conn.execute(f"SET max_parallel_maintenance_workers = {max(0, args.threads - 1)}")
+            t0 = time.perf_counter()
+            hnsw = kind == "hnsw"
+            built = builder.build(
+                conn,
+                space,
+                kind=kind,
+                precision=precision,
+                m=args.m if hnsw else None,
+                ef_construction=args.ef_construction if hnsw else None,
+            )
+            space = built.space
+            build_s = time.perf_counter() - t0
+            conn.execute("VACUUM ANALYZE")
+            # Warm the index into shared buffers / page cache like a long-running server would have it.
+            matcher.recall(conn, space, k=args.k, sample=20)
+        label = f"gmv {kind.upper() if hnsw else 'IVFFlat'} {space.index_storage}"
+        if not hnsw:
+            label += f" lists={space.ivfflat_lists}"
+        result = {"method": label, "load_s": load_s, "build_s": build_s, "index_mb": built.size_mb}
+        print(f"# {label}: built in {build_s:.1f}s, {built.size_mb:,.0f} MB", file=sys.stderr, flush=True)
+        settings = args.ef_list if hnsw else args.probes_list
+        for setting in settings:
+            # Timed without the memory sampler: reading smaps of processes that map 4GB of shared
+            # buffers costs CPU that the 2 cores would otherwise give to matching.
+            t0 = time.perf_counter()
+            match = matcher.match_space(
+                partial(connect, url),
+                space,
+                k=args.k,
+                ef_search=setting if hnsw else None,
+                probes=None if hnsw else setting,
+                workers=args.threads,
+                batch=100,
+                rematch=True,
+            )
+            search_s = time.perf_counter() - t0
+            assert match.matched == len(gen), match
+            name = "ef" if hnsw else "probes"
+            out.append(
+                (
+                    {**result, "ef_search": setting, "setting": f"{name} {setting}", "search_s": search_s},
+                    to_indices(),
+                )
+            )
+        if args.target_recall:
+            t0 = time.perf_counter()
+            match = matcher.match_space(
+                partial(connect, url),
+                space,
+                k=args.k,
+                workers=args.threads,
+                batch=100,
+                rematch=True,
+                target_recall=args.target_recall,
+            )
+            search_s = time.perf_counter() - t0
+            t = match.tuning
+            setting = f"target {args.target_recall:g}: {t.setting.replace('_search', '')} {t.value} (sample {t.recall:.3f}, {t.seconds:.1f}s)"
+            out.append(
+                (
+                    {
+                        **result,
+                        "method": label + " --target-recall",
+                        "setting": setting,
+                        "search_s": search_s,
+                    },
+                    to_indices(),
+                )
+            )
+        if n_config == 0 and args.memory:
+            # Peak memory: one more run at the most thorough setting, sampled (shared buffers dominate).
+            with PssSampler(pid) as sampler:
+                matcher.match_space(
+                    partial(connect, url),
+                    space,
+                    k=args.k,
+                    ef_search=max(settings) if hnsw else None,
+                    probes=None if hnsw else max(settings),
+                    workers=args.threads,
+                    batch=100,
+                    rematch=True,
+                )
+            for r, _ in out:
+                r["peak_rss_mb"] = sampler.peak if pid else float("nan")
+    for r, _ in out:
+        r.setdefault("peak_rss_mb", float("nan"))
     return out, url
 
 
@@ -423,14 +537,14 @@ def recall_at_k(found: np.ndarray, truth: np.ndarray) -> float:
 
 
 def print_table(rows: list[dict]) -> None:
-    head = ["n_train", "method", "ef_search", "matched/s", "recall@k", "peak MB", "build s", "search s"]
+    head = ["n_train", "method", "setting", "matched/s", "recall@k", "peak MB", "build s", "search s"]
     lines = [head]
     for r in rows:
         lines.append(
             [
                 f"{r['n_train']:,}",
                 r["method"],
-                str(r.get("ef_search") or "-"),
+                r.get("setting") or (f"ef {r['ef_search']}" if r.get("ef_search") else "-"),
                 f"{r['rate']:,.0f}",
                 f"{r['recall']:.4f}",
                 f"{r['peak_rss_mb']:,.0f}",
@@ -442,7 +556,7 @@ def print_table(rows: list[dict]) -> None:
     for i, line in enumerate(lines):
         print(
             "  ".join(
-                c.ljust(w) if j == 1 else c.rjust(w)
+                c.ljust(w) if j in (1, 2) else c.rjust(w)
                 for j, (c, w) in enumerate(zip(line, widths, strict=True))
             )
         )
@@ -466,13 +580,16 @@ def print_targets(rows: list[dict], target: float) -> None:
         )
         faiss_rate = best.get("FAISS HNSWFlat", {}).get("rate")
         print(f"\n{n:,} training: fastest run per method with recall@k >= {target}")
+        if not best:
+            continue
         for method, r in best.items():
             vs = [
                 f"{r['rate'] / numpy_rate:.1f}x numpy" if numpy_rate else "",
                 f"{r['rate'] / faiss_rate:.2f}x FAISS" if faiss_rate else "",
             ]
+            setting = r.get("setting") or (f"ef {r['ef_search']}" if r.get("ef_search") else "-")
             print(
-                f"  {method:26s} ef_search {str(r.get('ef_search') or '-'):>4s}  {r['rate']:8,.0f}/s  recall {r['recall']:.4f}  "
+                f"  {method:40s} {setting:44s} {r['rate']:8,.0f}/s  recall {r['recall']:.4f}  "
                 + ", ".join(v for v in vs if v)
             )
 
@@ -507,7 +624,22 @@ def main() -> None:
     p.add_argument(
         "--threads", type=int, default=os.cpu_count() or 1, help="threads / connections per method"
     )
-    p.add_argument("--methods", default="sql,faiss,hnswlib,numpy")
+    p.add_argument("--methods", default="sql,faiss,faiss-ivf,hnswlib,numpy")
+    p.add_argument(
+        "--dataset",
+        choices=["synthetic", "fashion-mnist"],
+        default="synthetic",
+        help="synthetic clustered vectors, or Fashion-MNIST raw pixels (60k training, --generated test images)",
+    )
+    p.add_argument(
+        "--gmv-index",
+        default="hnsw-full,hnsw-half,ivfflat-half",
+        help="comma-separated gmv indexes KIND-PRECISION (hnsw|ivfflat)-(full|half), each built and matched",
+    )
+    p.add_argument("--probes", default="1,2,4,8,16", help="comma-separated IVFFlat probes (gmv and FAISS)")
+    p.add_argument(
+        "--memory", action="store_true", help="also sample PostgreSQL's peak memory (one more run)"
+    )
     p.add_argument(
         "--refresh-rows", type=int, default=1_000_000, help="match rows for the refresh timing (0: skip)"
     )
@@ -534,6 +666,10 @@ def main() -> None:
     )
     args = p.parse_args()
     args.ef_list = [int(e) for e in args.ef_search.split(",")]
+    args.probes_list = [int(e) for e in args.probes.split(",")]
+    args.gmv_index = args.gmv_index.split(",")
+    if args.dataset == "fashion-mnist" and args.sizes == "200000,1000000":
+        args.sizes = "60000"
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="gmv_bench_"))
     workdir.mkdir(parents=True, exist_ok=True)
     methods = args.methods.split(",")
@@ -542,8 +678,12 @@ def main() -> None:
     refresh: dict | None = None
     last_url = None
     for n in [] if args.refresh_only else [int(s) for s in args.sizes.split(",")]:
+        if args.dataset == "fashion-mnist":
+            train_path, gen_path = make_fashion(workdir, n, args.generated)
+            args.dim = 784
+        else:
+            train_path, gen_path = make_data(workdir, n, args.generated, args.dim, args.seed)
         print(f"# {n:,} x {args.dim} training, {args.generated:,} generated", file=sys.stderr, flush=True)
-        train_path, gen_path = make_data(workdir, n, args.generated, args.dim, args.seed)
         [(exact, truth)] = run_worker("numpy", train_path, gen_path, args, workdir)
 
         def record(result: dict, idx: np.ndarray, n: int = n, truth: np.ndarray = truth) -> None:
@@ -559,10 +699,14 @@ def main() -> None:
             per_ef, last_url = run_sql(admin_url, pid, train_path, gen_path, args)
             for result, idx in per_ef:
                 record(result, idx)
-        for lib in ("faiss", "hnswlib"):
+        for lib in ("faiss", "faiss-ivf", "hnswlib"):
             if lib in methods:
                 for result, idx in run_worker(lib, train_path, gen_path, args, workdir):
-                    result["method"] = {"faiss": "FAISS HNSWFlat", "hnswlib": "hnswlib"}[lib]
+                    result["method"] = {
+                        "faiss": "FAISS HNSWFlat",
+                        "faiss-ivf": f"FAISS IVFFlat lists={ivf_lists(n)}",
+                        "hnswlib": "hnswlib",
+                    }[lib]
                     record(result, idx)
     if args.refresh_only:
         # Credit views only: image rows and an (empty) space are all the synthetic matches need.
@@ -581,7 +725,8 @@ def main() -> None:
         refresh = refresh_benchmark(last_url, n_last, args.refresh_rows, args.k)
     print(
         f"\nk={args.k}, M={args.m}, ef_construction={args.ef_construction}, ef_search={args.ef_search}, "
-        f"{args.threads} threads/connections, {args.generated:,} generated, dim {args.dim}"
+        f"{args.threads} threads/connections, {args.generated:,} generated, dim {args.dim}, "
+        f"dataset {args.dataset}, load average at the end {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
     )
     if not args.refresh_only:
         print_table(rows)

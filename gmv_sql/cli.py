@@ -14,6 +14,7 @@ from gmv_sql.db.commands import db
 from gmv_sql.demo.commands import demo
 from gmv_sql.embed.commands import embed
 from gmv_sql.errors import GmvError
+from gmv_sql.index.commands import index
 from gmv_sql.ingest.commands import ingest
 from gmv_sql.ledger.commands import statement
 from gmv_sql.match.commands import match
@@ -63,6 +64,7 @@ for command in (
     db,
     ingest,
     embed,
+    index,
     match,
     value,
     report,

@@ -2,8 +2,11 @@
 
 A space is one model + weights + preprocessing. Its vectors live in two tables named by
 table_name(): gmv.training_embedding_<space_id> and gmv.generated_embedding_<space_id> (typed
-vector(dim) or halfvec(dim)); only the training table gets an HNSW index. The same name rule is
-gmv.embedding_table(kind, space_id) in SQL (sql/derived/05_cascades.sql).
+vector(dim) or halfvec(dim)); only the training table gets an index: HNSW or IVFFlat (index_kind),
+on the stored column or, with index_precision 'half', on the expression (embedding::halfvec(dim)) so
+the index is half the size while the table keeps full precision. Queries that must use the index
+order by the same expression (index_key()). The same name rule is gmv.embedding_table(kind, space_id)
+in SQL (sql/derived/05_cascades.sql).
 """
 
 from __future__ import annotations
@@ -23,7 +26,9 @@ from gmv_sql.resources import query
 Kind = Literal["training", "generated"]
 KINDS: tuple[Kind, ...] = ("training", "generated")
 
-HNSW_MAX_DIM = {"vector": 2000, "halfvec": 4000}
+HNSW_MAX_DIM = {"vector": 2000, "halfvec": 4000}  # IVFFlat has the same limits
+INDEX_KINDS = ("hnsw", "ivfflat")
+INDEX_PRECISIONS = ("full", "half")
 DISTANCE_OPERATORS = {"cosine": "<=>", "l2": "<->", "inner_product": "<#>"}
 OPCLASS_SUFFIX = {"cosine": "cosine_ops", "l2": "l2_ops", "inner_product": "ip_ops"}
 # What the stored distance (pgvector's operator) is, in words: <#> gives the negative inner product.
@@ -56,17 +61,49 @@ class EmbeddingSpace:
     match_k: int | None = None
     near_copy_distance: float | None = None  # report.near_copy threshold (gmv_sql.quality.near_copy)
     near_copy_source: str | None = None  # 'calibrated' or 'set'
+    index_kind: str = "hnsw"
+    index_precision: str = "full"
+    ivfflat_lists: int | None = None
+    index_rows: int | None = None  # training vectors the index was built on (None: with the space)
+    index_built_at: Any = None
 
     def table(self, kind: Kind) -> sql.Composed:
         return sql.SQL("gmv.{}").format(sql.Identifier(table_name(kind, self.space_id)))
 
     @property
     def index_name(self) -> str:
-        return f"{table_name('training', self.space_id)}_hnsw"
+        return index_name(self.space_id, self.index_kind)
+
+    @property
+    def index_casts(self) -> bool:
+        """True when the index is on embedding::halfvec(dim) of a full-precision column."""
+        return self.index_precision == "half" and self.storage == "vector"
+
+    @property
+    def index_storage(self) -> str:
+        """The type the index holds: halfvec for a half-precision index, else the column's."""
+        return "halfvec" if self.index_casts else self.storage
 
     @property
     def opclass(self) -> str:
-        return f"{self.storage}_{OPCLASS_SUFFIX[self.distance]}"
+        return f"{self.index_storage}_{OPCLASS_SUFFIX[self.distance]}"
+
+    def index_key(self, alias: str | None = None) -> sql.Composable:
+        """The indexed expression (of alias.embedding): what ORDER BY must use for the index to serve it."""
+        column = sql.Identifier(alias, "embedding") if alias else sql.Identifier("embedding")
+        if not self.index_casts:
+            return column
+        return sql.SQL("({}::halfvec({}))").format(column, sql.Literal(int(self.dim)))
+
+    def describe_index(self) -> str:
+        """The index in words, e.g. 'ivfflat halfvec lists=200 (built on 200,000 rows)'."""
+        if self.index_kind == "ivfflat":
+            text = f"ivfflat {self.index_storage} lists={self.ivfflat_lists}"
+        else:
+            text = f"hnsw {self.index_storage} m={self.hnsw_m} ef_construction={self.hnsw_ef_construction}"
+        if self.index_rows is not None:
+            text += f" (built on {self.index_rows:,} rows)"
+        return text
 
     @property
     def operator(self) -> str:
@@ -82,9 +119,18 @@ class EmbeddingSpace:
             "dim": sql.Literal(int(self.dim)),
             "opclass": sql.SQL(self.opclass),
             "index": sql.Identifier(self.index_name),
+            "index_key": self.index_key(),
+            "lists": sql.Literal(int(self.ivfflat_lists or 1)),
             "m": sql.Literal(int(self.hnsw_m)),
             "ef_construction": sql.Literal(int(self.hnsw_ef_construction)),
         }
+
+
+def index_name(space_id: int, kind: str = "hnsw") -> str:
+    """The name (in schema gmv) of a space's training index of that kind."""
+    if kind not in INDEX_KINDS:
+        raise ValueError(f"unknown index kind {kind!r}")
+    return f"{table_name('training', space_id)}_{kind}"
 
 
 def render(filename: str, name: str, space: EmbeddingSpace, **fragments: sql.Composable) -> sql.Composed:
@@ -156,8 +202,12 @@ def get_or_create_space(
     distance: str = "cosine",
     hnsw_m: int = 16,
     hnsw_ef_construction: int = 64,
+    index_precision: str = "half",
 ) -> EmbeddingSpace:
     """Return the space, creating it and its tables; refuse if it exists with another model/dim/weights.
+
+    A new space gets an HNSW index on halfvec (index_precision 'half'; the table keeps the storage's
+    precision); `gmv index build` changes the kind, precision and parameters later.
 
     Call inside a transaction: two processes creating the same space queue on a transaction lock,
     and the second then finds the first one's space instead of failing on the unique name.
@@ -184,7 +234,11 @@ def get_or_create_space(
         return space
     if distance not in DISTANCE_OPERATORS:
         raise InputError(f"unknown distance {distance!r}; use one of {', '.join(DISTANCE_OPERATORS)}")
+    if index_precision not in INDEX_PRECISIONS:
+        raise InputError(f"unknown index precision {index_precision!r}; use full or half")
     storage = choose_storage(dim, storage)
+    if storage == "halfvec":
+        index_precision = "half"  # what a halfvec column's index holds anyway
     values = {
         "name": name,
         "model": model,
@@ -195,6 +249,7 @@ def get_or_create_space(
         "distance": distance,
         "hnsw_m": hnsw_m,
         "hnsw_ef_construction": hnsw_ef_construction,
+        "index_precision": index_precision,
     }
     try:
         with conn.cursor(row_factory=class_row(EmbeddingSpace)) as cur:
@@ -211,3 +266,30 @@ def get_or_create_space(
 
 def set_match_k(conn: psycopg.Connection, space: EmbeddingSpace, k: int) -> None:
     conn.execute(query("spaces", "set_match_k"), {"space_id": space.space_id, "k": k})
+
+
+def set_index(
+    conn: psycopg.Connection,
+    space: EmbeddingSpace,
+    *,
+    index_kind: str,
+    index_precision: str,
+    hnsw_m: int,
+    hnsw_ef_construction: int,
+    ivfflat_lists: int | None,
+    index_rows: int,
+) -> EmbeddingSpace:
+    """Record the space's index as just built; returns the updated space."""
+    with conn.cursor(row_factory=class_row(EmbeddingSpace)) as cur:
+        return cur.execute(
+            query("spaces", "set_index"),
+            {
+                "space_id": space.space_id,
+                "index_kind": index_kind,
+                "index_precision": index_precision,
+                "hnsw_m": hnsw_m,
+                "hnsw_ef_construction": hnsw_ef_construction,
+                "ivfflat_lists": ivfflat_lists,
+                "index_rows": index_rows,
+            },
+        ).fetchone()

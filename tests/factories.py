@@ -314,6 +314,7 @@ def seed(
     with_matches: bool = True,
     pool: str | None = None,
     scheme: str | None = None,
+    index_precision: str = "half",
 ) -> dict[str, Any]:
     """Seed owners, licences, training/generated images and their vectors in one embedding space.
 
@@ -383,7 +384,13 @@ def seed(
         )
 
         emb_space = spaces.get_or_create_space(
-            conn, space, model="synthetic", dim=dim, distance=distance, storage=storage
+            conn,
+            space,
+            model="synthetic",
+            dim=dim,
+            distance=distance,
+            storage=storage,
+            index_precision=index_precision,
         )
         if scheme is not None:
             conn.execute(

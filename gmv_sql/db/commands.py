@@ -80,7 +80,24 @@ def status(app: App, fmt: str) -> None:
                 (f"vectors {v.space} ({v.kind})", catalog.count_rows(conn, v.table))
                 for v in catalog.vector_tables(conn)
             ]
+            rows += _index_rows(conn)
     emit(rows, ("item", "value"), fmt)
+
+
+def _index_rows(conn) -> list[tuple[str, object]]:
+    """One row per space: its training index, and STALE with the rebuild command when it is."""
+    from gmv_sql.embed import store
+    from gmv_sql.index.builder import stale_reason
+    from gmv_sql.spaces import list_spaces
+
+    out: list[tuple[str, object]] = []
+    for space in list_spaces(conn):
+        text = space.describe_index()
+        reason = stale_reason(space, store.count_vectors(conn, space))
+        if reason:
+            text += f"; STALE: {reason}"
+        out.append((f"index {space.name}", text))
+    return out
 
 
 def _describe(rows: dict[str, int]) -> str:

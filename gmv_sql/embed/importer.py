@@ -46,7 +46,8 @@ class ImportResult:
             f"space {self.space.name!r} ({self.space.model}, {self.space.dim}-d): imported {self.training:,} training "
             f"+ {self.generated:,} generated vectors, {self.already_present:,} already present (kept)"
         )
-        return text + ("; HNSW index rebuilt" if self.index_rebuilt else "")
+        kind = "IVFFlat" if self.space.index_kind == "ivfflat" else "HNSW"
+        return text + (f"; {kind} index rebuilt" if self.index_rebuilt else "")
 
 
 def _read_lines(path: Path) -> list[str]:

@@ -53,7 +53,7 @@ class EmbedResult:
         if self.bad:
             text += f"; {len(self.bad):,} unreadable (skipped, run again after fixing)"
         if self.index_rebuilt:
-            text += "; HNSW index rebuilt"
+            text += "; IVFFlat index rebuilt" if s.index_kind == "ivfflat" else "; HNSW index rebuilt"
         return text
 
 

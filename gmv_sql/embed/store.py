@@ -1,4 +1,4 @@
-"""Vector I/O of an embedding space: what is missing, validation, COPY BINARY loads, (re)building HNSW.
+"""Vector I/O of an embedding space: what is missing, validation, COPY BINARY loads, (re)building its index.
 
 The space record, its table names and its per-space SQL live in gmv_sql.spaces.
 """
@@ -6,11 +6,14 @@ The space record, its table names and its per-space SQL live in gmv_sql.spaces.
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 import psycopg
+from psycopg import sql
 from psycopg.copy import QueuedLibpqWriter
 
+from gmv_sql import spaces
 from gmv_sql.errors import InputError
 from gmv_sql.resources import query
 from gmv_sql.spaces import EmbeddingSpace, Kind, render
@@ -32,9 +35,15 @@ def validate_vectors(vectors: np.ndarray, space: EmbeddingSpace, source: str) ->
     if not np.isfinite(vectors).all():
         bad = int(np.argwhere(~np.isfinite(vectors))[0][0])
         raise InputError(f"vector {bad} of {source} has NaN or infinite values; fix the embeddings and retry")
-    if space.storage == "halfvec" and np.abs(vectors).max(initial=0) > 65504:
+    if space.index_storage == "halfvec" and np.abs(vectors).max(initial=0) > 65504:
+        if space.storage == "halfvec":
+            raise InputError(
+                f"{source} has values beyond half precision (65504) for halfvec space {space.name!r}"
+            )
         raise InputError(
-            f"{source} has values beyond half precision (65504) for halfvec space {space.name!r}"
+            f"{source} has values beyond half precision (65504), which the halfvec index of space "
+            f"{space.name!r} cannot hold; scale the vectors, or index full precision first: "
+            f"gmv index build --space {space.name} --precision full"
         )
     return vectors.astype(np.float32, copy=False)
 
@@ -107,8 +116,8 @@ def copy_vectors(
 
 
 def maintenance_work_mem_for(space: EmbeddingSpace, n_rows: int) -> str:
-    """Enough memory for the HNSW graph to build in RAM (pgvector is much faster then), capped at 4 GB."""
-    bytes_per_row = space.dim * (4 if space.storage == "vector" else 2) + 8 * space.hnsw_m * 2 + 64
+    """Enough memory for the index to build in RAM (pgvector is much faster then), capped at 4 GB."""
+    bytes_per_row = space.dim * (4 if space.index_storage == "vector" else 2) + 8 * space.hnsw_m * 2 + 64
     mb = max(64, min(4096, math.ceil(n_rows * bytes_per_row * 1.3 / 2**20)))
     return f"{mb}MB"
 
@@ -133,13 +142,46 @@ def index_exists(conn: psycopg.Connection, space: EmbeddingSpace) -> bool:
 
 
 def drop_index(conn: psycopg.Connection, space: EmbeddingSpace) -> None:
-    conn.execute(render("embedding", "drop_hnsw_index", space))
+    """Drop the space's training index, whatever its kind."""
+    for kind in spaces.INDEX_KINDS:
+        name = sql.Identifier(spaces.index_name(space.space_id, kind))
+        conn.execute(render("embedding", "drop_index_named", space, index_to_drop=name))
 
 
-def build_index(conn: psycopg.Connection, space: EmbeddingSpace) -> None:
-    """(Re)create the HNSW index; call after bulk loads (building once is far faster than inserting into it)."""
+IVFFLAT_MAX_LISTS = 32768  # pgvector's limit
+
+
+def default_lists(n_rows: int) -> int:
+    """IVFFlat lists for n_rows, as pgvector's README advises: rows / 1000 up to 1M rows, sqrt(rows) above."""
+    lists = n_rows // 1000 if n_rows <= 1_000_000 else math.isqrt(n_rows)
+    return max(1, min(IVFFLAT_MAX_LISTS, lists))
+
+
+def build_index(
+    conn: psycopg.Connection, space: EmbeddingSpace, *, lists: int | None = None
+) -> EmbeddingSpace:
+    """(Re)create the space's index (its kind and precision) and record the rows it was built on.
+
+    Call after bulk loads: building once is far faster than inserting into an HNSW graph, and IVFFlat
+    takes its centroids from the rows present. IVFFlat lists: the given ones, else default_lists().
+    Returns the space as recorded.
+    """
     n_rows = count_vectors(conn, space)
     conn.execute(
         query("embedding", "set_maintenance_work_mem"), {"mem": maintenance_work_mem_for(space, n_rows)}
     )
-    conn.execute(render("embedding", "create_hnsw_index", space))
+    ivfflat_lists = None
+    if space.index_kind == "ivfflat":
+        ivfflat_lists = lists or default_lists(n_rows)
+        space = replace(space, ivfflat_lists=ivfflat_lists)
+    conn.execute(render("embedding", f"create_{space.index_kind}_index", space))
+    return spaces.set_index(
+        conn,
+        space,
+        index_kind=space.index_kind,
+        index_precision=space.index_precision,
+        hnsw_m=space.hnsw_m,
+        hnsw_ef_construction=space.hnsw_ef_construction,
+        ivfflat_lists=ivfflat_lists,
+        index_rows=n_rows,
+    )

@@ -6,7 +6,7 @@ import click
 
 from gmv_sql.app import App, pass_app
 from gmv_sql.errors import InputError
-from gmv_sql.match import matcher
+from gmv_sql.match import matcher, tuning
 from gmv_sql.output import emit, format_option
 from gmv_sql.progress import Progress
 from gmv_sql.spaces import get_space
@@ -24,7 +24,28 @@ from gmv_sql.spaces import get_space
     "--ef-search",
     type=click.IntRange(1, matcher.MAX_EF_SEARCH),
     default=None,
-    help=f"HNSW candidate list size (>= k) [default: max({matcher.DEFAULT_EF_SEARCH}, 2k)].",
+    help="HNSW candidate list size (>= k), instead of calibrating one for --target-recall.",
+)
+@click.option(
+    "--probes",
+    type=click.IntRange(1, matcher.MAX_PROBES),
+    default=None,
+    help="IVFFlat lists to search, instead of calibrating for --target-recall.",
+)
+@click.option(
+    "--target-recall",
+    type=click.FloatRange(0, 1, min_open=True),
+    default=tuning.DEFAULT_TARGET_RECALL,
+    show_default=True,
+    help="Before matching, measure recall@k against exact search on a sample of generated images and "
+    "use the cheapest ef_search (HNSW) or probes (IVFFlat) reaching it.",
+)
+@click.option(
+    "--calibration-sample",
+    type=click.IntRange(1, 10_000),
+    default=None,
+    help="Generated images the --target-recall calibration compares "
+    "[default: 50 at 0.95, growing as 2.5 / (1 - target) up to 1000].",
 )
 @click.option("--exact", is_flag=True, help="Exact search without the index (slow; for audits).")
 @click.option(
@@ -73,6 +94,9 @@ def match(
     space_name: str | None,
     k: int | None,
     ef_search: int | None,
+    probes: int | None,
+    target_recall: float,
+    calibration_sample: int,
     exact: bool,
     batch: int,
     batch_alias: int | None,
@@ -85,7 +109,9 @@ def match(
     """Find the k nearest training images of every generated image not yet matched (SQL + HNSW).
 
     Opted-out training images and those under excluded licences are never matched. Work is
-    committed per batch: after an interruption, run the same command again to finish.
+    committed per batch: after an interruption, run the same command again to finish. The index
+    setting is calibrated first to reach --target-recall (spaces under 1,000 training vectors use
+    the defaults); --ef-search or --probes skip that.
 
     Each run is recorded in gmv.match_run (report.match_run) with its settings and the recall@k
     it measured on a sample of the images it matched; every match row names its run.
@@ -93,7 +119,7 @@ def match(
     With --rerank-space B, the N nearest training images in --space are re-ordered by space B's
     distance and the first k kept (GMValuator's re-ranking by a second, perceptual distance).
 
-    Example: gmv match --space effnet --k 10 --recall-sample 200
+    Example: gmv match --space effnet --k 10 --target-recall 0.98 --recall-sample 200
     """
     if ctx.invoked_subcommand is not None:
         return
@@ -117,6 +143,9 @@ def match(
             space,
             k=k,
             ef_search=ef_search,
+            probes=probes,
+            target_recall=target_recall,
+            calibration_sample=calibration_sample,
             exact=exact,
             batch=batch,
             workers=workers,
@@ -133,7 +162,17 @@ def match(
     _calibrate_near_copies(app, space.name)
     if result.rerank_space:
         _calibrate_near_copies(app, result.rerank_space)
-    how = "exact search" if result.exact else f"HNSW, ef_search={result.ef_search}"
+    if result.stale_index:
+        click.echo(f"note: {result.stale_index}", err=True)
+    if result.tuning is not None:
+        click.echo(f"calibrated for recall {result.tuning.target:g}: {result.tuning.describe()}")
+        if not result.tuning.reached:
+            click.echo(
+                "note: no setting reached the target recall; rebuild the index with more --m / --ef-construction "
+                f"(HNSW) or fewer --lists (IVFFlat), or use --exact: gmv index build --space {result.space}",
+                err=True,
+            )
+    how = result.setting
     if result.rerank_space:
         how += f", {result.candidates} candidates re-ranked by space {result.rerank_space!r}"
     click.echo(
@@ -211,18 +250,26 @@ def _calibrate_near_copies(app: App, space_name: str) -> None:
     "--ef-search",
     type=click.IntRange(1, matcher.MAX_EF_SEARCH),
     default=None,
-    help="ef_search to test [default: as gmv match uses].",
+    help="ef_search to test (HNSW) [default: max(100, 2k)].",
+)
+@click.option(
+    "--probes",
+    type=click.IntRange(1, matcher.MAX_PROBES),
+    default=None,
+    help="probes to test (IVFFlat) [default: sqrt(lists)].",
 )
 @format_option
 @pass_app
-def recall(app: App, space_name: str, sample: int, k: int | None, ef_search: int | None, fmt: str) -> None:
-    """Recall@k of the HNSW index against exact search on a sample of generated images.
+def recall(
+    app: App, space_name: str, sample: int, k: int | None, ef_search: int | None, probes: int | None, fmt: str
+) -> None:
+    """Recall@k of the space's index against exact search on a sample of generated images.
 
     Example: gmv match recall --space effnet --sample 200
     """
     with app.connect() as conn:
         space = get_space(conn, space_name)
-        result = matcher.recall(conn, space, k=k, ef_search=ef_search, sample=sample)
+        result = matcher.recall(conn, space, k=k, ef_search=ef_search, sample=sample, probes=probes)
     emit(
         [
             (
@@ -234,8 +281,9 @@ def recall(app: App, space_name: str, sample: int, k: int | None, ef_search: int
                 round(result.worst, 4),
                 round(result.index_seconds, 3),
                 round(result.exact_seconds, 3),
+                result.probes,
             )
         ],
-        ["space", "k", "ef_search", "sample", "recall", "worst", "index_s", "exact_s"],
+        ["space", "k", "ef_search", "sample", "recall", "worst", "index_s", "exact_s", "probes"],
         fmt,
     )

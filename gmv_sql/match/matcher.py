@@ -1,21 +1,24 @@
-"""SQL k-NN matching into gmv.match, and recall of the HNSW index against exact search.
+"""SQL k-NN matching into gmv.match, and recall of the space's index against exact search.
 
 GMValuator (arXiv 2304.10701) credits the k training images nearest to each generated image.
 Here that search is one SQL statement per batch of generated images: a LATERAL subquery with
 `ORDER BY embedding <op> generated.embedding LIMIT k`, which PostgreSQL serves from the space's
-HNSW index (or, with exact=True, by a sequential scan for audits). Batches commit as they go and
+HNSW or IVFFlat index (ordering by the indexed expression, halfvec for a half-precision index),
+or, with exact=True, by a sequential scan over the full-precision vectors for audits. Batches commit as they go and
 only generated images without match rows are taken, so an interrupted run finishes on re-run.
 Parallel connections take disjoint id ranges, one batch at a time.
 """
 
 from __future__ import annotations
 
+import math
 import queue
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Any
 
 import psycopg
 from psycopg import sql
@@ -35,6 +38,7 @@ DEFAULT_K = 10
 DEFAULT_EF_SEARCH = 100
 MAX_EF_SEARCH = 1000  # pgvector's upper bound for hnsw.ef_search
 DEFAULT_BATCH = 200
+MAX_PROBES = 32768  # pgvector's upper bound for ivfflat.probes (= the most lists an index can have)
 
 
 def ef_search_for(k: int, ef_search: int | None) -> int:
@@ -52,9 +56,31 @@ def ef_search_for(k: int, ef_search: int | None) -> int:
     return ef_search
 
 
-def knn_sql(name: str, space: EmbeddingSpace) -> sql.Composed:
-    """knn_insert or knn_select of sql/queries/match.sql for the space, with the shared LATERAL top-k."""
-    return spaces.render("match", name, space, top_k=spaces.render("match", "top_k", space))
+def default_probes(space: EmbeddingSpace) -> int:
+    """IVFFlat probes when neither given nor calibrated: sqrt(lists), pgvector's advised start."""
+    return max(1, math.isqrt(space.ivfflat_lists or 1))
+
+
+def probes_for(space: EmbeddingSpace, probes: int | None) -> int:
+    """The probes to use: the user's (1..lists), else default_probes()."""
+    if probes is None:
+        return default_probes(space)
+    if not 1 <= probes <= MAX_PROBES:
+        raise InputError(f"--probes {probes} is out of range; use 1..{space.ivfflat_lists or MAX_PROBES}")
+    return min(probes, space.ivfflat_lists or probes)
+
+
+def knn_sql(name: str, space: EmbeddingSpace, *, exact: bool = False) -> sql.Composed:
+    """knn_insert or knn_select of sql/queries/match.sql for the space, with the shared LATERAL top-k.
+
+    Ordered by the indexed expression (so the index can serve it), or with exact by the stored vectors.
+    """
+    keys = {
+        "e_key": sql.SQL("e.embedding") if exact else space.index_key("e"),
+        "g_key": sql.SQL("g.embedding") if exact else space.index_key("g"),
+    }
+    top_k = spaces.render("match", "top_k", space, **keys)
+    return spaces.render("match", name, space, top_k=top_k)
 
 
 @dataclass(frozen=True)
@@ -63,7 +89,7 @@ class MatchPlan:
 
     space: EmbeddingSpace
     k: int
-    ef_search: int | None  # None with exact
+    ef_search: int | None  # None with exact, or for an IVFFlat space
     exact: bool = False
     ineligible: tuple[int, ...] = ()  # training ids never matched (opted out, excluded licences)
     expected: int = 0  # rows each generated image must get: min(k, eligible training vectors)
@@ -71,6 +97,11 @@ class MatchPlan:
     run_id: int | None = None  # the gmv.match_run the inserted rows name
     rerank: EmbeddingSpace | None = None  # re-rank the candidates by this space (gmv_sql.match.rerank)
     candidates: int | None = None  # with rerank: candidates taken from the space's index
+    probes: int | None = None  # IVFFlat lists searched (None: default_probes)
+
+    @property
+    def ivfflat(self) -> bool:
+        return self.space.index_kind == "ivfflat"
 
     def params(self, **extra) -> dict:
         """Query parameters of knn_insert / knn_select."""
@@ -85,15 +116,17 @@ class MatchPlan:
             **extra,
         }
 
-    def sql(self, name: str) -> sql.Composed:
-        """knn_insert / knn_select / pending_generated of this plan (plain, or re-ranked)."""
+    def sql(self, name: str, *, exact: bool | None = None) -> sql.Composed:
+        """knn_insert / knn_select / pending_generated of this plan (plain or re-ranked; ordered by the
+        index's expression, or with exact by the stored vectors). exact: override the plan's."""
+        exact = self.exact if exact is None else exact
         if self.rerank is not None:
             from gmv_sql.match import rerank
 
-            return rerank.render(name, self.space, self.rerank)
+            return rerank.render(name, self.space, self.rerank, exact=exact)
         if name == "pending_generated":
             return spaces.render("match", name, self.space)
-        return knn_sql(name, self.space)
+        return knn_sql(name, self.space, exact=exact)
 
     def search_settings(self) -> dict[str, str]:
         """The planner and pgvector settings of this plan's top-k queries."""
@@ -103,6 +136,14 @@ class MatchPlan:
         }
         if self.exact:
             return settings | _EXACT_SETTINGS
+        if self.ivfflat:
+            settings["ivfflat.probes"] = str(int(self.probes or default_probes(self.space)))
+            # IVFFlat has no strict-order iterative scan: relaxed order (the top_k re-ranks the k rows
+            # by distance) up to every list; the exact fallback still guarantees k rows.
+            settings["ivfflat.iterative_scan"] = "relaxed_order" if self.ineligible else "off"
+            if self.ineligible:
+                settings["ivfflat.max_probes"] = str(int(self.space.ivfflat_lists or MAX_PROBES))
+            return settings
         ef_search = max(self.ef_search or self.k, self.candidates or 0)
         settings["hnsw.ef_search"] = str(int(min(MAX_EF_SEARCH, ef_search)))
         if self.ineligible:
@@ -156,6 +197,19 @@ class MatchResult:
     late_rematched: int = 0
     rerank_space: str | None = None  # candidates re-ranked by this space
     candidates: int | None = None
+    index_kind: str = "hnsw"
+    probes: int | None = None  # IVFFlat lists searched
+    tuning: Any = None  # gmv_sql.match.tuning.Tuning when --target-recall calibrated (or skipped)
+    stale_index: str | None = None  # why the space's index should be rebuilt, with the command
+
+    @property
+    def setting(self) -> str:
+        """The search in words: exact search, or the index kind and its setting."""
+        if self.exact:
+            return "exact search"
+        if self.index_kind == "ivfflat":
+            return f"IVFFlat, probes={self.probes}"
+        return f"HNSW, ef_search={self.ef_search}"
 
     @property
     def rate(self) -> float:
@@ -208,15 +262,23 @@ def match_space(
     recall_sample: int = 100,
     rerank_space: EmbeddingSpace | None = None,
     candidates: int | None = None,
+    probes: int | None = None,
+    target_recall: float | None = None,
+    calibration_sample: int | None = None,
 ) -> MatchResult:
     """Match every generated image of the space that has no match rows yet (see module docstring).
 
     connect opens an autocommit connection (App.connect): one holds the space's match lock, and each
-    worker opens its own. The run is recorded in gmv.match_run with the recall@k of its search
-    against exact search on recall_sample of the images it matched (0: not measured, recorded so).
+    worker opens its own. The index setting is ef_search (HNSW) or probes (IVFFlat) when given; else,
+    with target_recall, the cheapest one reaching it on a sample (gmv_sql.match.tuning); else the
+    defaults (ef_search_for, default_probes). The run is recorded in gmv.match_run with its setting and
+    the recall@k of its search against exact search on recall_sample of the images it matched (0: not
+    measured, recorded so).
     """
+    from gmv_sql.index.builder import stale_reason
     from gmv_sql.match import recall as recall_check
     from gmv_sql.match import runs
+    from gmv_sql.match import tuning as tuning_module
 
     if recall_sample < 0:
         raise InputError(f"--recall-sample {recall_sample} must be 0 (skip) or more")
@@ -227,12 +289,18 @@ def match_space(
         raise InputError(f"--workers {workers} must be at least 1")
     started = time.monotonic()
     with connect() as conn, locks.space_lock(conn, locks.MATCH, space):
+        # The index as it is now that no `gmv index build` can run: the queries must follow its kind.
+        space = spaces.find_space(conn, space.name) or space
         with conn.transaction():
             k = resolve_k(conn, space, k, rematch=rematch)
             from gmv_sql.match import rerank
 
             rerank_space, candidates = rerank.check(conn, space, rerank_space, candidates, k, rematch=rematch)
-            ef = None if exact else ef_search_for(k, ef_search)
+            ivfflat = space.index_kind == "ivfflat"
+            ef = None if exact or ivfflat else ef_search_for(k, ef_search)
+            n_probes = probes_for(space, probes) if ivfflat and not exact else None
+            if target_recall is not None:
+                tuning_module.check_target(target_recall)
             if rematch:
                 conn.execute(query("match", "delete_space_matches"), {"space_id": space.space_id})
             spaces.set_match_k(conn, space, k)
@@ -263,8 +331,34 @@ def match_space(
             rerank=rerank_space,
             candidates=candidates,
             run_id=run_id,
+            probes=n_probes,
         )
         pending = [r[0] for r in conn.execute(plan.sql("pending_generated"), plan.params())]
+        given = probes if ivfflat else ef_search
+        tuning = None
+        if (
+            target_recall is not None
+            and not exact
+            and given is None
+            and pending
+            and plan.expected
+            and not rerank_space
+        ):
+            tuning = tuning_module.calibrate(
+                conn,
+                plan,
+                target_recall,
+                sample=calibration_sample,
+                eligible=eligible,
+                pending=len(pending),
+                connect=connect,
+                workers=workers,
+            )
+            if tuning.setting == "exact":
+                exact = True
+                plan = replace(plan, exact=True, ef_search=None, probes=None)
+            else:
+                plan = replace(plan, **{tuning.setting: tuning.value})
         without_vector = conn.execute(spaces.render("match", "count_without_vector", space)).fetchone()[0]
         if rerank_space is not None:
             without_vector += conn.execute(
@@ -291,11 +385,21 @@ def match_space(
         else:
             found = recall_check.measure(conn, plan, recall_check.sample_ids(pending, recall_sample))
             measured = runs.RunRecall("measured", found.recall, found.sample)
-        runs.finish(conn, run_id, matched=totals["matched"], rows=totals["rows"], recall=measured)
+        runs.finish(
+            conn,
+            run_id,
+            matched=totals["matched"],
+            rows=totals["rows"],
+            recall=measured,
+            exact=exact,
+            ef_search=plan.ef_search,
+            probes=plan.probes,
+            tuning=tuning,
+        )
     return MatchResult(
         space=space.name,
         k=k,
-        ef_search=ef,
+        ef_search=plan.ef_search,
         exact=exact,
         matched=totals["matched"],
         rows=totals["rows"],
@@ -313,6 +417,10 @@ def match_space(
         recall_status=measured.status,
         rerank_space=rerank_space.name if rerank_space else None,
         candidates=candidates,
+        index_kind=space.index_kind,
+        probes=plan.probes,
+        tuning=tuning,
+        stale_index=stale_reason(space, n_vectors),
     )
 
 
@@ -339,7 +447,9 @@ def _match_batch(
             _set_local(conn, _EXACT_SETTINGS)
             for g in short:
                 counts.pop(g, None)  # their first rows were just deleted
-            redone = conn.execute(insert, {**plan.params(lo=lo, hi=hi, ids=ids), "exact": True}).fetchall()
+            redone = conn.execute(
+                plan.sql("knn_insert", exact=True), {**plan.params(lo=lo, hi=hi, ids=ids), "exact": True}
+            ).fetchall()
             counts.update(Counter(r[0] for r in redone))
     return len(counts), sum(counts.values()), len(short)
 
@@ -426,6 +536,7 @@ class RecallResult:
     worst: float  # lowest per-image recall in the sample
     index_seconds: float
     exact_seconds: float
+    probes: int | None = None  # IVFFlat spaces (ef_search is then None)
 
 
 def knn(conn: psycopg.Connection, plan: MatchPlan, ids: Sequence[int]) -> dict[int, list[tuple[int, float]]]:
@@ -447,12 +558,15 @@ def recall(
     ef_search: int | None = None,
     sample: int = 100,
     salt: str = "gmv",
+    probes: int | None = None,
 ) -> RecallResult:
-    """recall@k of the HNSW index against exact search on a reproducible sample of generated images."""
+    """recall@k of the space's index against exact search on a reproducible sample of generated images."""
     if sample < 1:
         raise InputError(f"--sample {sample} must be at least 1")
     k = k or space.match_k or DEFAULT_K
-    ef = ef_search_for(k, ef_search)
+    ivfflat = space.index_kind == "ivfflat"
+    ef = None if ivfflat else ef_search_for(k, ef_search)
+    n_probes = probes_for(space, probes) if ivfflat else None
     ids = [
         r[0]
         for r in conn.execute(spaces.render("match", "sample_generated", space), {"salt": salt, "n": sample})
@@ -463,7 +577,7 @@ def recall(
         )
     ineligible = tuple(ineligible_training(conn))
     t0 = time.monotonic()
-    approx = knn(conn, MatchPlan(space, k, ef, exact=False, ineligible=ineligible), ids)
+    approx = knn(conn, MatchPlan(space, k, ef, exact=False, ineligible=ineligible, probes=n_probes), ids)
     t1 = time.monotonic()
     truth = knn(conn, MatchPlan(space, k, None, exact=True, ineligible=ineligible), ids)
     t2 = time.monotonic()
@@ -484,4 +598,5 @@ def recall(
         worst=min(per_image, default=1.0),
         index_seconds=t1 - t0,
         exact_seconds=t2 - t1,
+        probes=n_probes,
     )

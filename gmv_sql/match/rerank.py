@@ -34,11 +34,16 @@ def fragments(rerank: EmbeddingSpace) -> dict[str, sql.Composable]:
     }
 
 
-def render(name: str, space: EmbeddingSpace, rerank: EmbeddingSpace) -> sql.Composed:
-    """A block of sql/queries/rerank.sql with both spaces filled in (top_k inside knn_insert/knn_select)."""
+def render(name: str, space: EmbeddingSpace, rerank: EmbeddingSpace, *, exact: bool = False) -> sql.Composed:
+    """A block of sql/queries/rerank.sql with both spaces filled in (top_k inside knn_insert/knn_select);
+    candidates ordered by A's indexed expression, or with exact by its stored vectors."""
     extra = fragments(rerank)
     if name in ("knn_insert", "knn_select"):
-        extra["top_k"] = spaces.render("rerank", "top_k", space, **extra)
+        keys = {
+            "e_key": sql.SQL("e.embedding") if exact else space.index_key("e"),
+            "g_key": sql.SQL("g.embedding") if exact else space.index_key("g"),
+        }
+        extra["top_k"] = spaces.render("rerank", "top_k", space, **extra, **keys)
     return spaces.render("rerank", name, space, **extra)
 
 

@@ -33,7 +33,11 @@ def index_params(space: EmbeddingSpace, exact: bool) -> dict[str, Any]:
     """The search's parameters as recorded: the index's build settings (none for exact), storage, distance."""
     params: dict[str, Any] = {"storage": space.storage, "distance": space.distance}
     if not exact:
-        params |= {"m": space.hnsw_m, "ef_construction": space.hnsw_ef_construction, "opclass": space.opclass}
+        params |= {"precision": space.index_precision, "opclass": space.opclass}
+        if space.index_kind == "ivfflat":
+            params |= {"lists": space.ivfflat_lists, "built_on_rows": space.index_rows}
+        else:
+            params |= {"m": space.hnsw_m, "ef_construction": space.hnsw_ef_construction}
     return params
 
 
@@ -59,7 +63,7 @@ def start(
             "space_id": space.space_id,
             "k": k,
             "exact": exact,
-            "index_kind": None if exact else "hnsw",
+            "index_kind": None if exact else space.index_kind,
             "index_params": json.dumps(params),
             "ef_search": None if exact else ef_search,
             "rematch": rematch,
@@ -69,11 +73,39 @@ def start(
     return int(row[0])
 
 
-def finish(conn: psycopg.Connection, run_id: int, *, matched: int, rows: int, recall: RunRecall) -> None:
+def finish(
+    conn: psycopg.Connection,
+    run_id: int,
+    *,
+    matched: int,
+    rows: int,
+    recall: RunRecall,
+    exact: bool,
+    ef_search: int | None,
+    probes: int | None,
+    tuning: Any = None,
+) -> None:
+    """Complete the run's row: the search as it finally ran (--target-recall may have chosen ef_search,
+    probes or exact search after the start), its counts and its measured recall."""
+    calibration = None
+    if tuning is not None:
+        calibration = {
+            "target_recall": tuning.target,
+            "setting": tuning.setting,
+            "value": tuning.value,
+            "sample_recall": tuning.recall,
+            "sample": tuning.sample,
+            "reached": tuning.reached,
+            "note": tuning.note,
+        }
     conn.execute(
         query("match_run", "finish"),
         {
             "run_id": run_id,
+            "exact": exact,
+            "ef_search": None if exact else ef_search,
+            "probes": None if exact else probes,
+            "calibration": json.dumps(calibration) if calibration else None,
             "images_matched": matched,
             "rows_written": rows,
             "recall_at_k": recall.recall,

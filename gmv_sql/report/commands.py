@@ -10,7 +10,7 @@ from gmv_sql.app import App, pass_app
 from gmv_sql.errors import InputError, NotFoundError
 from gmv_sql.output import emit, format_option, read
 from gmv_sql.report import royalties as royalty
-from gmv_sql.report.common import Target, credit_is_stale, ineligible_matches, resolve_target
+from gmv_sql.report.common import Target, ineligible_matches, resolve_target, stale_credit_note
 from gmv_sql.resources import query
 from gmv_sql.value.refresh import refresh
 
@@ -32,12 +32,9 @@ def _warn_if_ineligible(conn, target: Target) -> None:
 
 def _warn_if_stale(conn, target: Target) -> None:
     _warn_if_ineligible(conn, target)
-    if credit_is_stale(conn, target):
-        click.echo(
-            f"note: matches in space {target.space!r} changed since the last refresh; run `gmv value refresh` "
-            "for current values",
-            err=True,
-        )
+    note = stale_credit_note(conn, target)
+    if note:
+        click.echo(note, err=True)
 
 
 @click.group()

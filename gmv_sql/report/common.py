@@ -43,6 +43,29 @@ def credit_is_stale(conn: psycopg.Connection, target: Target) -> bool:
     )
 
 
+def credit_lag(conn: psycopg.Connection, target: Target) -> tuple[int, int]:
+    """(match rows of the space now, match rows the credit views counted at their last refresh)."""
+    row = conn.execute(
+        query("report", "credit_lag"), {"space_id": target.space_id, "scheme_id": target.scheme_id}
+    ).fetchone()
+    return int(row[0]), int(row[1])
+
+
+def stale_credit_note(conn: psycopg.Connection, target: Target) -> str | None:
+    """A one-line note when the valuation is older than the matches (how many it lacks), else None."""
+    matches, credited = credit_lag(conn, target)
+    if matches == credited:
+        return None
+    where = f"the valuation of space {target.space!r} is older than its matches"
+    if credited == 0:
+        what = f"none of its {matches:,} matches is valued yet (every value shows 0)"
+    elif matches > credited:
+        what = f"it lacks {matches - credited:,} of {matches:,} matches"
+    else:
+        what = f"it still counts {credited - matches:,} matches deleted since (re-matched or images removed)"
+    return f"note: {where}: {what}; run `gmv value refresh` for current values"
+
+
 def ineligible_matches(conn: psycopg.Connection, target: Target) -> int:
     """Match rows that point at training images opted out (or licences excluded) since matching."""
     return int(

@@ -49,8 +49,13 @@ SELECT sp.name AS space,
        sp.dim,
        sp.storage,
        sp.distance,
-       'hnsw'::text AS index_kind,
-       jsonb_build_object('m', sp.hnsw_m, 'ef_construction', sp.hnsw_ef_construction) AS index_params,
+       sp.index_kind,
+       CASE sp.index_kind
+           WHEN 'ivfflat' THEN jsonb_build_object('precision', sp.index_precision, 'lists', sp.ivfflat_lists,
+                                                  'built_on_rows', sp.index_rows, 'built_at', sp.index_built_at)
+           ELSE jsonb_build_object('precision', sp.index_precision, 'm', sp.hnsw_m,
+                                   'ef_construction', sp.hnsw_ef_construction)
+       END AS index_params,
        sp.match_k AS k,
        gmv.space_vector_count('training', sp.space_id) AS n_training_vectors,
        gmv.space_vector_count('generated', sp.space_id) AS n_generated_vectors,
@@ -73,8 +78,8 @@ COMMENT ON COLUMN report.space.preprocessing IS 'Preprocessing of images before 
 COMMENT ON COLUMN report.space.dim IS 'Dimensions of the vectors.';
 COMMENT ON COLUMN report.space.storage IS 'pgvector type of the vectors: vector (float32) or halfvec (float16).';
 COMMENT ON COLUMN report.space.distance IS 'Distance of the k-NN search: cosine, l2 or inner_product.';
-COMMENT ON COLUMN report.space.index_kind IS 'Index on the training vectors that approximate matching uses (hnsw).';
-COMMENT ON COLUMN report.space.index_params IS 'Build parameters of that index (m, ef_construction), as JSON.';
+COMMENT ON COLUMN report.space.index_kind IS 'Index on the training vectors that approximate matching uses: hnsw or ivfflat (gmv index build).';
+COMMENT ON COLUMN report.space.index_params IS 'Build parameters of that index, as JSON: precision (full or half: a halfvec expression index), m and ef_construction (hnsw) or lists and the rows it was built on (ivfflat).';
 COMMENT ON COLUMN report.space.k IS 'Neighbours per generated image, fixed by the first gmv match (NULL: never matched).';
 COMMENT ON COLUMN report.space.n_training_vectors IS 'Training images with a vector in this space.';
 COMMENT ON COLUMN report.space.n_generated_vectors IS 'Generated images with a vector in this space.';

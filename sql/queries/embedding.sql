@@ -1,6 +1,7 @@
 -- Per-space embedding tables, created at run time because their dimension is only known then.
--- {training}/{generated}/{storage}/{dim}/{opclass}/{index}/{m}/{ef_construction} are filled in by
--- gmv_sql.embed.store from validated integers and fixed identifiers, never from user text.
+-- {training}/{generated}/{storage}/{dim}/{opclass}/{index}/{index_key}/{m}/{ef_construction}/{lists} are
+-- filled in by gmv_sql.spaces.render from validated integers and fixed identifiers, never from user text.
+-- {index_key} is the column, or (embedding::halfvec(dim)) for a half-precision index of a vector column.
 -- STORAGE PLAIN keeps vectors inline (they fit a page up to 2000-d vector / 4000-d halfvec, the HNSW
 -- limits): no TOAST insert per row on load, no detoasting on scans (measured ~1.35x faster COPY at 512-d).
 -- No foreign keys (a per-row lookup cost ~35% of the COPY rate): vectors are stored only for ids just read
@@ -22,10 +23,19 @@ CREATE TABLE IF NOT EXISTS {generated} (
 
 -- name: create_hnsw_index
 CREATE INDEX IF NOT EXISTS {index} ON {training}
-    USING hnsw (embedding {opclass}) WITH (m = {m}, ef_construction = {ef_construction})
+    USING hnsw ({index_key} {opclass}) WITH (m = {m}, ef_construction = {ef_construction})
+
+-- name: create_ivfflat_index
+-- IVFFlat's centroids are computed from the rows present now: build after loading (gmv index build).
+CREATE INDEX IF NOT EXISTS {index} ON {training}
+    USING ivfflat ({index_key} {opclass}) WITH (lists = {lists})
 
 -- name: drop_hnsw_index
 DROP INDEX IF EXISTS gmv.{index}
+
+-- name: drop_index_named
+-- {index_to_drop}: one of the space's index names (gmv_sql.spaces.index_name), to drop the other kind's index.
+DROP INDEX IF EXISTS gmv.{index_to_drop}
 
 -- name: training_missing
 -- Training images with no vector yet in this space.

@@ -5,8 +5,10 @@
 
 -- name: top_k
 -- The k nearest eligible training images of generated row g: a LATERAL subquery with the LIMIT inside,
--- so PostgreSQL walks the HNSW index once per generated image (hnsw.ef_search, hnsw.iterative_scan
--- set by the caller for the transaction).
+-- so PostgreSQL walks the index once per generated image (hnsw.* / ivfflat.* settings set by the
+-- caller for the transaction). {e_key}/{g_key} are the indexed expression of e and g (e.embedding, or
+-- (e.embedding::halfvec(dim)) for a half-precision index; the stored columns for exact search), so the
+-- index serves the ORDER BY; the distance stored and the ranks come from the full-precision vectors.
 CROSS JOIN LATERAL (
     SELECT c.training_id,
            c.distance,
@@ -15,7 +17,7 @@ CROSS JOIN LATERAL (
         SELECT e.training_id, e.embedding {op} g.embedding AS distance
         FROM {training} AS e
         WHERE e.training_id <> ALL (%(ineligible)s::bigint[])
-        ORDER BY e.embedding {op} g.embedding
+        ORDER BY {e_key} {op} {g_key}
         LIMIT %(k)s
     ) AS c
 ) AS nn

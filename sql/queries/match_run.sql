@@ -10,7 +10,14 @@ RETURNING run_id
 
 -- name: finish
 UPDATE gmv.match_run
-SET images_matched = %(images_matched)s,
+SET exact = %(exact)s,
+    index_kind = CASE WHEN %(exact)s THEN NULL ELSE index_kind END,
+    ef_search = %(ef_search)s,
+    probes = %(probes)s,
+    -- gmv match --target-recall: how the setting was chosen (target, sample recall, sample size)
+    index_params = CASE WHEN %(calibration)s::jsonb IS NULL THEN index_params
+                        ELSE index_params || jsonb_build_object('calibration', %(calibration)s::jsonb) END,
+    images_matched = %(images_matched)s,
     rows_written = %(rows_written)s,
     recall_at_k = %(recall_at_k)s,
     recall_sample = %(recall_sample)s,

@@ -22,6 +22,12 @@ SELECT (SELECT count(*) FROM gmv.match WHERE space_id = %(space_id)s)
        (SELECT coalesce(sum(n_matches), 0) FROM gmv.training_credit
         WHERE space_id = %(space_id)s AND scheme_id = %(scheme_id)s)
 
+-- name: credit_lag
+-- Match rows of the space now, and match rows the credit views counted at their last refresh.
+SELECT (SELECT count(*) FROM gmv.match WHERE space_id = %(space_id)s) AS matches,
+       (SELECT coalesce(sum(n_matches), 0) FROM gmv.training_credit
+        WHERE space_id = %(space_id)s AND scheme_id = %(scheme_id)s) AS credited
+
 -- name: upsert_pool
 INSERT INTO gmv.revenue_pool (period, amount, currency, space_id, scheme_id)
 VALUES (%(period)s, %(amount)s, %(currency)s, %(space_id)s, %(scheme_id)s)

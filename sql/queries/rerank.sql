@@ -15,7 +15,7 @@ CROSS JOIN LATERAL (
             SELECT e.training_id
             FROM {training} AS e
             WHERE e.training_id <> ALL (%(ineligible)s::bigint[])
-            ORDER BY e.embedding {op} g.embedding
+            ORDER BY {e_key} {op} {g_key}  -- the index's expression (gmv_sql.match.rerank.render)
             LIMIT %(candidates)s
         ) AS candidate
         JOIN {rerank_training} AS r USING (training_id)

@@ -177,11 +177,12 @@ def test_gmv_match_says_how_many_images_late_vectors_rematched(gmv, conn):
 def test_upgrading_counts_the_stored_vectors_of_matched_spaces_as_covered(db_url):
     from gmv_sql.db.migrate import downgrade, upgrade
 
-    downgrade(db_url, "0006_ledger")  # the revision before 0007
     with connect(db_url, autocommit=True) as conn:
-        # Written as before 0007: no opted_out_from column, no rights triggers.
         world = seed(conn, n_training=20, n_generated=6, dim=4, k=3)
         seed(conn, n_training=5, n_generated=2, dim=4, space="unmatched", seed=1)
+    # Back to before 0007 (its coverage table goes with it), then up again: the stored matches of the
+    # matched space competed with every stored vector.
+    downgrade(db_url, "0006_ledger")
     upgrade(db_url)
     with connect(db_url, autocommit=True) as conn:
         covered = conn.execute("SELECT space_id, count(*) FROM gmv.match_coverage GROUP BY 1").fetchall()

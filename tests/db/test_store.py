@@ -36,11 +36,28 @@ def _read_back(conn, space, kind, ids) -> np.ndarray:
 def test_vectors_round_trip_exactly(conn, dim):
     rng = np.random.default_rng(dim)
     ids = _training(conn, 50)
-    space = spaces.get_or_create_space(conn, "s", model="m", dim=dim)
+    # A full-precision index: a halfvec one cannot hold -3.4e38 (test_half_index_refuses_beyond_half_range).
+    space = spaces.get_or_create_space(conn, "s", model="m", dim=dim, index_precision="full")
     vectors = rng.normal(size=(50, dim)).astype(np.float32)
     vectors[0, 0] = np.float32(1e-38)  # subnormal-adjacent and extreme values survive too
     vectors[1, -1] = np.float32(-3.4e38)
     assert store.copy_vectors(conn, space, "training", ids, vectors) == 50
+    np.testing.assert_array_equal(_read_back(conn, space, "training", ids), vectors)
+
+
+def test_half_index_refuses_beyond_half_range(conn):
+    """A vector space with the default halfvec index keeps full precision, but the index cannot hold
+    values beyond 65504: refused with the way out, nothing stored."""
+    ids = _training(conn, 3)
+    space = spaces.get_or_create_space(conn, "s", model="m", dim=4)
+    assert (space.storage, space.index_precision) == ("vector", "half")
+    vectors = np.ones((3, 4), dtype=np.float32)
+    vectors[2, 1] = 1e5
+    with pytest.raises(InputError, match="--precision full"):
+        store.copy_vectors(conn, space, "training", ids, vectors)
+    assert store.count_vectors(conn, space) == 0
+    vectors[2, 1] = 0.123456789  # beyond half's resolution, kept exactly in the table
+    store.copy_vectors(conn, space, "training", ids, vectors)
     np.testing.assert_array_equal(_read_back(conn, space, "training", ids), vectors)
 
 
@@ -119,7 +136,9 @@ def test_dimension_limits_pick_storage(conn):
 
 def test_drop_and_build_index_and_it_is_used(conn):
     ids = _training(conn, 300)
-    space = spaces.get_or_create_space(conn, "s", model="m", dim=16, hnsw_m=8, hnsw_ef_construction=32)
+    space = spaces.get_or_create_space(
+        conn, "s", model="m", dim=16, hnsw_m=8, hnsw_ef_construction=32, index_precision="full"
+    )
     store.drop_index(conn, space)
     assert conn.execute("SELECT to_regclass(%s)", (f"gmv.{space.index_name}",)).fetchone()[0] is None
     rng = np.random.default_rng(0)

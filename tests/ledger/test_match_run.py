@@ -34,7 +34,8 @@ def test_index_run_is_recorded_with_recall_and_versions(conn, db_url):
     assert run["index_params"] == {
         "m": 16,
         "ef_construction": 64,
-        "opclass": "vector_cosine_ops",
+        "opclass": "halfvec_cosine_ops",  # new spaces index (embedding::halfvec(dim)): precision half
+        "precision": "half",
         "storage": "vector",
         "distance": "cosine",
     }

@@ -32,7 +32,8 @@ def test_views_show_the_ledger_and_the_reader_reads_only_them(conn, db_url):
         "SELECT space, model, index_kind, index_params, k, n_training_vectors, n_generated_vectors,"
         " n_matched_generated, n_match_rows, n_match_runs FROM report.space"
     ).fetchone()
-    assert space == ("test", "synthetic", "hnsw", {"m": 16, "ef_construction": 64}, 5, 120, 40, 40, 200, 1)
+    index = {"m": 16, "ef_construction": 64, "precision": "half"}
+    assert space == ("test", "synthetic", "hnsw", index, 5, 120, 40, 40, 200, 1)
     run = conn.execute(
         "SELECT run_id, space, exact, recall_status, images_matched FROM report.match_run"
     ).fetchone()
