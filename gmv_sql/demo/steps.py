@@ -299,7 +299,7 @@ def close_and_correct_the_month(demo: Demo) -> None:
     from gmv_sql.db.connect import connect
 
     heading(f"gmv report royalties --period {data.PERIOD} --issue (freeze the month)")
-    demo.run("report", "royalties", "--period", data.PERIOD, "--issue", capture=True)
+    demo.run("report", "royalties", "--space", SPACE, "--period", data.PERIOD, "--issue", capture=True)
     with connect(demo.url) as conn:
         first = conn.execute(query("demo", "latest_statement"), {"period": data.PERIOD}).fetchone()[0]
         owner = conn.execute(query("demo", "top_owner"), {"statement_id": first}).fetchone()[0]
@@ -311,6 +311,8 @@ def close_and_correct_the_month(demo: Demo) -> None:
     demo.run(
         "report",
         "royalties",
+        "--space",
+        SPACE,
         "--period",
         data.PERIOD,
         "--issue",
