@@ -19,8 +19,9 @@ import psycopg
 
 from gmv_sql.config import default_workers
 from gmv_sql.db import locks
-from gmv_sql.embed import store
+from gmv_sql.embed import runtimes, store
 from gmv_sql.embed.models import Embedder, l2_normalise
+from gmv_sql.embed.runtimes import Runner
 from gmv_sql.errors import ConfigError
 from gmv_sql.progress import Progress
 from gmv_sql.spaces import EmbeddingSpace
@@ -67,6 +68,28 @@ def pick_device(device: str) -> str:
     if device not in ("cpu", "cuda"):
         raise ConfigError(f"--device {device!r} must be auto, cpu or cuda")
     return device
+
+
+def choose_batch_size(embedder: Embedder, runner: Runner, cpu_batch: int = 64) -> int:
+    """64 on CPU; on a GPU the largest power of two whose activations fit half the free memory
+    (measured with a probe batch of 8), between 8 and 1024."""
+    if runner.device != "cuda" or embedder.module is None:
+        return cpu_batch
+    import torch
+
+    side = int(embedder.preprocessing.get("center_crop", 224))
+    torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats()
+    before = torch.cuda.memory_allocated()
+    runner(torch.zeros(8, 3, side, side))
+    torch.cuda.synchronize()
+    per_image = max(1, (torch.cuda.max_memory_allocated() - before) // 8)
+    free, _ = torch.cuda.mem_get_info()
+    fits = int(free * 0.5 // per_image)
+    size = 8
+    while size * 2 <= min(fits, 1024):
+        size *= 2
+    return size
 
 
 def decode_workers(device: str) -> int:
@@ -159,14 +182,16 @@ def embed_missing(
     embedder: Embedder,
     *,
     device: str = "auto",
-    batch_size: int = 64,
+    batch_size: int | None = None,
     workers: int | None = None,
     report: Callable[[str], None] = lambda line: None,
     progress: bool = True,
     flush_rows: int | None = None,
+    runner: Runner | None = None,
 ) -> EmbedResult:
     """Embed every image of both kinds that has no vector in space; conn must be autocommit.
 
+    runner: the forward pass (gmv_sql.embed.runtimes.prepare); default torch eager fp32 on device.
     One gmv embed per space at a time (advisory lock), so two runs never embed the same image twice.
     """
     with locks.space_lock(conn, locks.EMBED, space):
@@ -180,6 +205,7 @@ def embed_missing(
             report=report,
             progress=progress,
             flush_rows=flush_rows,
+            runner=runner,
         )
 
 
@@ -189,13 +215,13 @@ def _embed_missing(
     embedder: Embedder,
     *,
     device: str,
-    batch_size: int,
+    batch_size: int | None,
     workers: int | None,
     report: Callable[[str], None],
     progress: bool,
     flush_rows: int | None,
+    runner: Runner | None,
 ) -> EmbedResult:
-    import torch
 
     started = time.monotonic()
     flush_rows = flush_rows or FLUSH_ROWS
@@ -209,23 +235,22 @@ def _embed_missing(
         with conn.transaction():
             store.drop_index(conn, space)
     if items:
-        embedder.to(device)
+        if runner is None:
+            runner = runtimes.prepare(embedder, "torch", "fp32", device)
+        if batch_size is None:
+            batch_size = choose_batch_size(embedder, runner)
         if workers is None:
             workers = decode_workers(device)
         loader = make_loader(ImageDataset(items, embedder.transform), batch_size, workers, device)
         pending: dict[str, tuple[list[int], list[np.ndarray]]] = {"training": ([], []), "generated": ([], [])}
-        with (
-            Progress("embedding", len(items), unit="images", enabled=progress) as bar,
-            torch.inference_mode(),
-        ):
+        with Progress("embedding", len(items), unit="images", enabled=progress) as bar:
             for positions, batch, bad in loader:
                 for position, reason in bad:
                     line = f"{items[position][2]}: {reason}"
                     result.bad.append(line)
                     report(line)
                 if batch is not None:
-                    features = embedder.forward(batch.to(device, non_blocking=True))
-                    vectors = features.float().cpu().numpy()
+                    vectors = runner(batch)
                     if space.distance == "cosine" and not embedder.l2_normalised:
                         vectors = l2_normalise(vectors)
                     for kind in ("training", "generated"):

@@ -22,3 +22,8 @@ RETURNING space_id, name, model, weights_sha256, preprocessing, dim, storage, di
 
 -- name: set_match_k
 UPDATE gmv.embedding_space SET match_k = %(k)s WHERE space_id = %(space_id)s
+
+-- name: set_preprocessing
+UPDATE gmv.embedding_space SET preprocessing = %(preprocessing)s WHERE space_id = %(space_id)s
+RETURNING space_id, name, model, weights_sha256, preprocessing, dim, storage, distance, hnsw_m,
+          hnsw_ef_construction, match_k
