@@ -149,3 +149,41 @@ def test_vgg16_and_resnet50_weights_files_through_onnxruntime(gmv, conn, tmp_pat
         json.loads(p.read_text()) for p in (tmp_path / "gmv_home" / "graphs").glob(f"{model}-*/meta.json")
     ]
     assert meta["key"]["weights"] == sha256_file(weights) and meta["min_cosine"] >= 0.9999
+
+
+def test_progress_names_the_bottleneck_and_jpegs_decode_in_draft_mode(gmv, conn, tmp_path):
+    import torch
+    from PIL import Image
+
+    from gmv_sql.embed.models import build_embedder
+    from gmv_sql.embed.pipeline import ImageDataset
+    from tests.factories import sha256
+
+    rng = np.random.default_rng(5)
+    photo = tmp_path / "big" / "photo.jpg"
+    photo.parent.mkdir()
+    smooth = Image.fromarray(rng.integers(0, 256, (6, 8, 3), dtype=np.uint8)).resize(
+        (800, 600), Image.BICUBIC
+    )
+    smooth.save(photo, quality=90)
+    gmv("ingest", "training", photo.parent, "--owner", "o", "--license", "l", "-q")
+    result = gmv("embed", "--space", "d", "--random-init", "--image-size", "64", "--device", "cpu")
+    assert "bottleneck: " in result.output and "% of the time" in result.output  # the progress line
+    assert "; bottleneck " in result.output.strip().splitlines()[-1]  # the summary
+    space = spaces.get_space(conn, "d")
+    assert space.preprocessing["jpeg_draft"] is True and space.preprocessing["resize_shorter"] == 73
+
+    # The stored vector is the draft decode's (1/8 scale: 600 -> 75 rows, still >= 73), not the full one.
+    embedder = build_embedder("efficientnet-lite0", random_init=True, image_size=64)
+    item = [("training", 1, str(photo), sha256(photo))]
+    _, drafted, _ = ImageDataset(item, embedder.transform, draft_size=73)[0]
+    _, full, _ = ImageDataset(item, embedder.transform)[0]
+    with Image.open(photo) as image:
+        image.draft("RGB", (73, 73))
+        assert image.size == (100, 75)
+        assert torch.equal(drafted, embedder.transform(image.convert("RGB")))
+    assert not torch.equal(drafted, full)
+    (stored,) = vectors_by_uri(conn, "d", "training").values()
+    with torch.inference_mode():
+        expected = embedder.forward(drafted[None]).numpy()[0]
+    assert float(np.dot(stored, expected) / np.linalg.norm(expected)) >= 0.9999
