@@ -104,7 +104,7 @@ def choose_batch_size(embedder: Embedder, runner: Runner, cpu_batch: int = 64) -
 
 def decode_workers(device: str) -> int:
     # On CPU the model needs the cores; on a GPU decoding is the bottleneck.
-    return default_workers(8) if device == "cuda" else default_workers(4, cores_per_worker=2)
+    return default_workers(8) if device == "cuda" else default_workers(4, cores_per_worker=1)
 
 
 class ImageDataset:

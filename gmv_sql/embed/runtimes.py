@@ -324,6 +324,8 @@ def _onnxruntime_run(graph: Path, threads: int) -> Callable[[Any], np.ndarray]:
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.log_severity_level = 3
+    # No busy-waiting between runs: in gmv embed the decode workers and the COPY need those cores.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     session = ort.InferenceSession(str(graph), options, providers=["CPUExecutionProvider"])
 
     def run(batch):

@@ -187,3 +187,19 @@ def test_progress_names_the_bottleneck_and_jpegs_decode_in_draft_mode(gmv, conn,
     with torch.inference_mode():
         expected = embedder.forward(drafted[None]).numpy()[0]
     assert float(np.dot(stored, expected) / np.linalg.norm(expected)) >= 0.9999
+
+
+def test_device_cuda_without_a_gpu_is_one_line(gmv, conn, tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is here: --device cuda works")
+    ingest_some(gmv, tmp_path, 1, 0, size=(12, 12))
+    result = gmv("embed", "--space", "g", "--device", "cuda", "--precision", "fp16", "-q", ok=False)
+    assert result.exit_code == 1 and len(result.output.strip().splitlines()) == 1
+    assert "torch sees no CUDA GPU here; use --device cpu" in result.output
+    assert spaces.find_space(conn, "g") is None
+    for runtime in ("onnxruntime", "openvino"):
+        with pytest.raises(runtimes.ConfigError, match="use --runtime torch"):
+            runtimes.check_choice(runtime, "fp32", "cuda")
+    assert runtimes.candidates("auto", "fp16", "cuda") == ["torch"]
