@@ -120,3 +120,15 @@ def test_reduced_precision_is_gated_against_fp32(home):
         assert "torch bf16 disagrees" in str(exc)
     else:
         assert runner.precision == "bf16" and runtimes.GATES["bf16"] <= runner.min_cosine < 1.0
+
+
+def test_openvino_fp32_passes_the_gate_when_installed(home):
+    pytest.importorskip("openvino")
+    embedder = small_effnet()
+    runner = runtimes.prepare(embedder, "openvino", "fp32", "cpu")
+    assert runner.built and runner.runtime == "openvino" and runner.min_cosine >= 0.9999
+    batch = runtimes.gate_batch(embedder.transform)
+    import torch
+
+    with torch.inference_mode():
+        assert runtimes.min_cosine(embedder.forward(batch).numpy(), runner(batch)) >= 0.9999
