@@ -15,6 +15,7 @@ class Progress:
         self.total = total
         self.unit = unit
         self.done = 0
+        self.detail = ""  # appended to the line, e.g. which stage is the bottleneck
         self.enabled = enabled
         self._start = time.monotonic()
         self._last_draw = 0.0
@@ -55,6 +56,8 @@ class Progress:
         elif self.done:
             elapsed = time.monotonic() - self._start
             parts.append(f"{elapsed:.1f}s")
+        if self.detail:
+            parts.append(self.detail)
         return "  ".join(parts)
 
     def _draw(self, *, final: bool) -> None:

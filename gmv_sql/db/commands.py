@@ -80,6 +80,7 @@ def status(app: App, fmt: str) -> None:
                 (f"vectors {v.space} ({v.kind})", catalog.count_rows(conn, v.table))
                 for v in catalog.vector_tables(conn)
             ]
+            rows += [(f"space {name}", text) for name, text in _space_lines(conn)]
             rows += _index_rows(conn)
     emit(rows, ("item", "value"), fmt)
 
@@ -97,6 +98,22 @@ def _index_rows(conn) -> list[tuple[str, object]]:
         if reason:
             text += f"; STALE: {reason}"
         out.append((f"index {space.name}", text))
+    return out
+
+
+def _space_lines(conn) -> list[tuple[str, str]]:
+    """Each embedding space's model, inference runtime and precision (spaces from before runtimes: torch fp32)."""
+    from gmv_sql import spaces
+
+    out = []
+    for space in spaces.list_spaces(conn):
+        runtime = space.preprocessing.get("runtime", "torch")
+        precision = space.preprocessing.get("precision", "fp32")
+        if space.model == "pixels" or space.model.startswith("imported:"):
+            runtime, precision = "-", "-"
+        out.append(
+            (space.name, f"{space.model}, {space.dim}-d {space.storage}, runtime {runtime} {precision}")
+        )
     return out
 
 

@@ -1,14 +1,20 @@
 """`gmv embed`: every training and generated image without a vector in the space gets one.
 
-Images are decoded in DataLoader workers while the model runs (torch.inference_mode); vectors are
-written with COPY BINARY in transactions of a few thousand rows, so an interrupted run keeps what it
-committed and the next run embeds only the rest. A large first load drops the HNSW index and builds
-it once at the end (much faster than inserting into the graph row by row).
+Three stages overlap: DataLoader worker processes read each file once (sha256 from the same bytes),
+decode it (JPEGs at reduced size in PIL's draft mode when the space records jpeg_draft) and apply the
+model's transform; the main thread runs the model through a runtime (gmv_sql.embed.runtimes); a
+writer thread COPYs the vectors (COPY BINARY) in transactions of a few thousand rows, so an
+interrupted run keeps what it committed and the next run embeds only the rest. The progress line
+shows images/s and the stage the main loop waits on most (the bottleneck). A large first load drops
+the HNSW index and builds it once at the end (much faster than inserting into the graph row by row).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import queue
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -19,8 +25,9 @@ import psycopg
 
 from gmv_sql.config import default_workers
 from gmv_sql.db import locks
-from gmv_sql.embed import store
+from gmv_sql.embed import runtimes, store
 from gmv_sql.embed.models import Embedder, l2_normalise
+from gmv_sql.embed.runtimes import Runner
 from gmv_sql.errors import ConfigError
 from gmv_sql.progress import Progress
 from gmv_sql.spaces import EmbeddingSpace
@@ -37,6 +44,7 @@ class EmbedResult:
     bad: list[str] = field(default_factory=list)
     seconds: float = 0.0
     index_rebuilt: bool = False
+    stages: dict[str, float] = field(default_factory=dict)  # main-loop seconds per stage (StageClock)
 
     @property
     def total(self) -> int:
@@ -54,6 +62,9 @@ class EmbedResult:
             text += f"; {len(self.bad):,} unreadable (skipped, run again after fixing)"
         if self.index_rebuilt:
             text += "; IVFFlat index rebuilt" if s.index_kind == "ivfflat" else "; HNSW index rebuilt"
+        if self.stages and sum(self.stages.values()) > 0:
+            stage = max(self.stages, key=self.stages.get)
+            text += f"; bottleneck {stage}"
         return text
 
 
@@ -69,17 +80,42 @@ def pick_device(device: str) -> str:
     return device
 
 
+def choose_batch_size(embedder: Embedder, runner: Runner, cpu_batch: int = 64) -> int:
+    """64 on CPU; on a GPU the largest power of two whose activations fit half the free memory
+    (measured with a probe batch of 8), between 8 and 1024."""
+    if runner.device != "cuda" or embedder.module is None:
+        return cpu_batch
+    import torch
+
+    side = int(embedder.preprocessing.get("center_crop", 224))
+    torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats()
+    before = torch.cuda.memory_allocated()
+    runner(torch.zeros(8, 3, side, side))
+    torch.cuda.synchronize()
+    per_image = max(1, (torch.cuda.max_memory_allocated() - before) // 8)
+    free, _ = torch.cuda.mem_get_info()
+    fits = int(free * 0.5 // per_image)
+    size = 8
+    while size * 2 <= min(fits, 1024):
+        size *= 2
+    return size
+
+
 def decode_workers(device: str) -> int:
     # On CPU the model needs the cores; on a GPU decoding is the bottleneck.
-    return default_workers(8) if device == "cuda" else default_workers(4, cores_per_worker=2)
+    return default_workers(8) if device == "cuda" else default_workers(4, cores_per_worker=1)
 
 
 class ImageDataset:
     """(position, tensor, None) or (position, None, reason); the bytes must still match the stored sha256."""
 
-    def __init__(self, items: list[tuple[str, int, str, str]], transform: Callable[[Any], Any]):
+    def __init__(
+        self, items: list[tuple[str, int, str, str]], transform: Callable[[Any], Any], draft_size: int = 0
+    ):
         self.items = items  # (kind, id, uri, sha256)
         self.transform = transform
+        self.draft_size = draft_size  # > 0: JPEGs decode at 1/2, 1/4 or 1/8 scale while both sides stay >= it
 
     def __len__(self) -> int:
         return len(self.items)
@@ -101,6 +137,8 @@ class ImageDataset:
             if hashlib.sha256(data).hexdigest() != sha256:
                 return position, None, "file changed since ingest (sha256 differs); ingest it again"
             with Image.open(io.BytesIO(data)) as image:
+                if self.draft_size and image.format == "JPEG":
+                    image.draft("RGB", (self.draft_size, self.draft_size))
                 image = ImageOps.exif_transpose(image).convert("RGB")
             return position, self.transform(image), None
         except OSError as exc:
@@ -136,6 +174,77 @@ def make_loader(dataset: ImageDataset, batch_size: int, workers: int, device: st
     )
 
 
+class StageClock:
+    """Seconds the main loop spends waiting for decoded batches, running the model and waiting for the
+    COPY writer; the stage it spends most in is the bottleneck (the others keep up behind it)."""
+
+    def __init__(self):
+        self.seconds = {"decode": 0.0, "inference": 0.0, "copy": 0.0}
+
+    @contextlib.contextmanager
+    def timing(self, stage: str):
+        started = time.monotonic()
+        try:
+            yield
+        finally:
+            self.seconds[stage] += time.monotonic() - started
+
+    def summary(self) -> str:
+        total = sum(self.seconds.values())
+        if total <= 0:
+            return ""
+        stage = max(self.seconds, key=self.seconds.get)
+        return f"bottleneck: {stage} ({100 * self.seconds[stage] / total:.0f}% of the time)"
+
+
+class CopyWriter:
+    """COPYs vectors into PostgreSQL in a thread, one transaction per flush, while the model runs on.
+
+    At most two flushes wait in line (memory stays bounded); an error in the thread is raised in the
+    caller at its next put or at close.
+    """
+
+    def __init__(self, conn: psycopg.Connection, space: EmbeddingSpace, result: EmbedResult):
+        self.conn, self.space, self.result = conn, space, result
+        self.queue: queue.Queue = queue.Queue(maxsize=2)
+        self.error: BaseException | None = None
+        self.closed = False
+        self.thread = threading.Thread(target=self._work, name="gmv-embed-copy", daemon=True)
+        self.thread.start()
+
+    def _work(self) -> None:
+        while True:
+            job = self.queue.get()
+            if job is None:
+                return
+            if self.error is not None:
+                continue  # drain: nothing more is written after a failure
+            kind, ids, vectors = job
+            try:
+                self.result.embedded[kind] += _flush(self.conn, self.space, kind, ids, vectors)
+            except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
+                self.error = exc
+
+    def _raise(self) -> None:
+        if self.error is not None:
+            error, self.error = self.error, None
+            raise error
+
+    def put(self, kind: str, ids: list[int], vectors: list[np.ndarray]) -> None:
+        self._raise()
+        if ids:
+            self.queue.put((kind, list(ids), list(vectors)))
+            ids.clear()
+            vectors.clear()
+
+    def close(self) -> None:
+        if not self.closed:
+            self.closed = True
+            self.queue.put(None)
+            self.thread.join()
+        self._raise()
+
+
 def _flush(conn: psycopg.Connection, space, kind: str, ids: list[int], vectors: list[np.ndarray]) -> int:
     if not ids:
         return 0
@@ -159,14 +268,16 @@ def embed_missing(
     embedder: Embedder,
     *,
     device: str = "auto",
-    batch_size: int = 64,
+    batch_size: int | None = None,
     workers: int | None = None,
     report: Callable[[str], None] = lambda line: None,
     progress: bool = True,
     flush_rows: int | None = None,
+    runner: Runner | None = None,
 ) -> EmbedResult:
     """Embed every image of both kinds that has no vector in space; conn must be autocommit.
 
+    runner: the forward pass (gmv_sql.embed.runtimes.prepare); default torch eager fp32 on device.
     One gmv embed per space at a time (advisory lock), so two runs never embed the same image twice.
     """
     with locks.space_lock(conn, locks.EMBED, space):
@@ -180,6 +291,7 @@ def embed_missing(
             report=report,
             progress=progress,
             flush_rows=flush_rows,
+            runner=runner,
         )
 
 
@@ -189,13 +301,13 @@ def _embed_missing(
     embedder: Embedder,
     *,
     device: str,
-    batch_size: int,
+    batch_size: int | None,
     workers: int | None,
     report: Callable[[str], None],
     progress: bool,
     flush_rows: int | None,
+    runner: Runner | None,
 ) -> EmbedResult:
-    import torch
 
     started = time.monotonic()
     flush_rows = flush_rows or FLUSH_ROWS
@@ -209,36 +321,55 @@ def _embed_missing(
         with conn.transaction():
             store.drop_index(conn, space)
     if items:
-        embedder.to(device)
+        if runner is None:
+            runner = runtimes.prepare(embedder, "torch", "fp32", device)
+        if batch_size is None:
+            batch_size = choose_batch_size(embedder, runner)
         if workers is None:
             workers = decode_workers(device)
-        loader = make_loader(ImageDataset(items, embedder.transform), batch_size, workers, device)
+        draft = (
+            int(space.preprocessing.get("resize_shorter", 0)) if space.preprocessing.get("jpeg_draft") else 0
+        )
+        dataset = ImageDataset(items, embedder.transform, draft_size=draft)
+        loader = iter(make_loader(dataset, batch_size, workers, device))
         pending: dict[str, tuple[list[int], list[np.ndarray]]] = {"training": ([], []), "generated": ([], [])}
-        with (
-            Progress("embedding", len(items), unit="images", enabled=progress) as bar,
-            torch.inference_mode(),
-        ):
-            for positions, batch, bad in loader:
-                for position, reason in bad:
-                    line = f"{items[position][2]}: {reason}"
-                    result.bad.append(line)
-                    report(line)
-                if batch is not None:
-                    features = embedder.forward(batch.to(device, non_blocking=True))
-                    vectors = features.float().cpu().numpy()
-                    if space.distance == "cosine" and not embedder.l2_normalised:
-                        vectors = l2_normalise(vectors)
-                    for kind in ("training", "generated"):
-                        rows = [i for i, p in enumerate(positions) if items[p][0] == kind]
-                        if rows:
-                            pending[kind][0].extend(items[positions[i]][1] for i in rows)
-                            pending[kind][1].append(vectors[rows])
-                for kind, (ids, vecs) in pending.items():
-                    if len(ids) >= flush_rows:
-                        result.embedded[kind] += _flush(conn, space, kind, ids, vecs)
-                bar.update(len(positions) + len(bad))
-            for kind, (ids, vecs) in pending.items():
-                result.embedded[kind] += _flush(conn, space, kind, ids, vecs)
+        stages = StageClock()
+        writer = CopyWriter(conn, space, result)
+        try:
+            with Progress("embedding", len(items), unit="images", enabled=progress) as bar:
+                while True:
+                    with stages.timing("decode"):
+                        step = next(loader, None)
+                    if step is None:
+                        break
+                    positions, batch, bad = step
+                    for position, reason in bad:
+                        line = f"{items[position][2]}: {reason}"
+                        result.bad.append(line)
+                        report(line)
+                    if batch is not None:
+                        with stages.timing("inference"):
+                            vectors = runner(batch)
+                            if space.distance == "cosine" and not embedder.l2_normalised:
+                                vectors = l2_normalise(vectors)
+                        for kind in ("training", "generated"):
+                            rows = [i for i, p in enumerate(positions) if items[p][0] == kind]
+                            if rows:
+                                pending[kind][0].extend(items[positions[i]][1] for i in rows)
+                                pending[kind][1].append(vectors[rows])
+                    for kind, (ids, vecs) in pending.items():
+                        if len(ids) >= flush_rows:
+                            with stages.timing("copy"):
+                                writer.put(kind, ids, vecs)
+                    bar.detail = stages.summary()
+                    bar.update(len(positions) + len(bad))
+                with stages.timing("copy"):
+                    for kind, (ids, vecs) in pending.items():
+                        writer.put(kind, ids, vecs)
+                    writer.close()
+                result.stages = stages.seconds
+        finally:
+            writer.close()
     if rebuild or not store.index_exists(conn, space):
         with conn.transaction():
             store.build_index(conn, space)

@@ -185,3 +185,24 @@ def build_index(
         ivfflat_lists=ivfflat_lists,
         index_rows=n_rows,
     )
+
+
+def reembed_space(conn: psycopg.Connection, space: EmbeddingSpace, preprocessing: dict) -> EmbeddingSpace:
+    """Empty the space's vectors and matches and record its new preprocessing (runtime, precision), in
+    the caller's transaction; refused while a gmv embed or gmv match of the space is running."""
+    import json
+
+    from psycopg.rows import class_row
+
+    from gmv_sql.db import locks
+
+    with locks.space_lock(conn, locks.EMBED, space, transaction=True):
+        with locks.space_lock(conn, locks.MATCH, space, transaction=True):
+            conn.execute(query("embedding", "delete_space_matches"), {"space_id": space.space_id})
+            conn.execute(render("embedding", "empty_training", space))
+            conn.execute(render("embedding", "empty_generated", space))
+            with conn.cursor(row_factory=class_row(EmbeddingSpace)) as cur:
+                return cur.execute(
+                    query("spaces", "set_preprocessing"),
+                    {"space_id": space.space_id, "preprocessing": json.dumps(preprocessing)},
+                ).fetchone()

@@ -87,3 +87,13 @@ SELECT to_regclass(format('gmv.%%I', %(index)s::text)) IS NOT NULL
 -- name: set_maintenance_work_mem
 -- For this transaction only: enough memory for the HNSW graph to build in RAM.
 SELECT set_config('maintenance_work_mem', %(mem)s, true)
+
+-- name: empty_training
+-- gmv embed --reembed: the space's vectors go (the runtime/precision record changes with them).
+DELETE FROM {training}
+
+-- name: empty_generated
+DELETE FROM {generated}
+
+-- name: delete_space_matches
+DELETE FROM gmv.match WHERE space_id = %(space_id)s

@@ -38,3 +38,9 @@ WHERE space_id = %(space_id)s
 RETURNING space_id, name, model, weights_sha256, preprocessing, dim, storage, distance, hnsw_m,
           hnsw_ef_construction, match_k, near_copy_distance, near_copy_source, index_kind, index_precision,
           ivfflat_lists, index_rows, index_built_at
+
+-- name: set_preprocessing
+UPDATE gmv.embedding_space SET preprocessing = %(preprocessing)s WHERE space_id = %(space_id)s
+RETURNING space_id, name, model, weights_sha256, preprocessing, dim, storage, distance, hnsw_m,
+          hnsw_ef_construction, match_k, near_copy_distance, near_copy_source, index_kind, index_precision,
+          ivfflat_lists, index_rows, index_built_at
