@@ -306,7 +306,8 @@ def close_and_correct_the_month(demo: Demo) -> None:
     heading(f"Owner {owner!r} opts out of all their images; gmv match re-matches what used them")
     heading(f"gmv rights opt-out --owner {owner!r}")
     demo.run("rights", "opt-out", "--owner", owner)
-    demo.run("match", "--space", SPACE, capture=True)
+    for space in (SPACE, COPY_SPACE):  # each space re-matches the generated images that used them
+        demo.run("match", "--space", space, capture=True)
     heading(f"gmv report royalties --period {data.PERIOD} --issue --reason ... (the adjustment)")
     demo.run(
         "report",
