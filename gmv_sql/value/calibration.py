@@ -106,6 +106,19 @@ def calibrate(
     schemes = _calibrated_schemes(conn, scheme)
     statistics = space_statistics(conn, space)
     temperature, rule = temperature_from(statistics)
+    return _store(conn, space, schemes, temperature, rule, statistics, "calibrated")
+
+
+def _store(
+    conn: psycopg.Connection,
+    space: EmbeddingSpace,
+    schemes: list[tuple[int, str]],
+    temperature: float,
+    rule: str,
+    statistics: dict,
+    set_by: str,
+) -> list[Calibration]:
+    """Write the space's temperature of each scheme (one transaction)."""
     results = []
     with conn.transaction():
         for scheme_id, name in schemes:
@@ -117,10 +130,10 @@ def calibrate(
                     "temperature": temperature,
                     "rule": rule,
                     "statistics": Jsonb(statistics),
-                    "set_by": "calibrated",
+                    "set_by": set_by,
                 },
             )
-            results.append(Calibration(space.name, name, temperature, rule, statistics, "calibrated"))
+            results.append(Calibration(space.name, name, temperature, rule, statistics, set_by))
     return results
 
 
@@ -145,22 +158,7 @@ def set_temperature(
     if not math.isfinite(temperature) or temperature <= 0:
         parse_temperature(str(temperature))
     schemes = _calibrated_schemes(conn, scheme)
-    results = []
-    with conn.transaction():
-        for scheme_id, name in schemes:
-            conn.execute(
-                query("calibration", "upsert"),
-                {
-                    "space_id": space.space_id,
-                    "scheme_id": scheme_id,
-                    "temperature": temperature,
-                    "rule": "explicit",
-                    "statistics": Jsonb({}),
-                    "set_by": "explicit",
-                },
-            )
-            results.append(Calibration(space.name, name, temperature, "explicit", {}, "explicit"))
-    return results
+    return _store(conn, space, schemes, temperature, "explicit", {}, "explicit")
 
 
 def calibrate_missing(conn: psycopg.Connection, space_id: int | None = None) -> list[Calibration]:
