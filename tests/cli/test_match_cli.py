@@ -90,7 +90,16 @@ def test_recall_command(gmv, conn):
 
 
 def test_interrupt_keeps_committed_batches_and_rerun_finishes(gmv, conn):
-    seed(conn, n_training=2000, n_generated=1500, dim=32)  # long enough to interrupt on a loaded machine
+    seed(conn, n_training=2000, n_generated=1500, dim=32)
+    # Each batch's insert takes at least 20 ms (a statement trigger of this test's database), so the run
+    # is still going when the signal arrives however fast the machine is.
+    conn.execute(
+        "CREATE FUNCTION public.slow_down() RETURNS trigger LANGUAGE plpgsql AS"
+        " $$ BEGIN PERFORM pg_sleep(0.02); RETURN NULL; END $$"
+    )
+    conn.execute(
+        "CREATE TRIGGER slow_down AFTER INSERT ON gmv.match FOR EACH STATEMENT EXECUTE FUNCTION public.slow_down()"
+    )
     proc = gmv.popen(
         "match",
         "--space",
