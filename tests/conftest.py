@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -109,6 +110,14 @@ def conn(db_url):
         yield connection
 
 
+def _sigint_default() -> None:
+    # Seen in CI: a gmv child of the full suite ignored Ctrl-C (an inherited ignored or blocked SIGINT:
+    # a Python child whose SIGINT is ignored never raises KeyboardInterrupt). The Ctrl-C tests need
+    # what a terminal gives: the default disposition, unblocked.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+
+
 class Gmv:
     """Runs `gmv` commands against one test database, in-process (CliRunner) or as a real process."""
 
@@ -133,7 +142,11 @@ class Gmv:
     def popen(self, *args: str, **kwargs) -> subprocess.Popen:
         env = {**os.environ, **self.env}
         return subprocess.Popen(
-            [sys.executable, "-m", "gmv_sql.cli", *map(str, args)], env=env, cwd=REPO, **kwargs
+            [sys.executable, "-m", "gmv_sql.cli", *map(str, args)],
+            env=env,
+            cwd=REPO,
+            preexec_fn=_sigint_default,
+            **kwargs,
         )
 
     def run(self, *args: str, timeout: float = 300, check: bool = True) -> subprocess.CompletedProcess:
