@@ -141,11 +141,18 @@ class Gmv:
 
     def popen(self, *args: str, **kwargs) -> subprocess.Popen:
         env = {**os.environ, **self.env}
+        then = kwargs.pop("preexec_fn", None)  # e.g. a memory limit of the caller's
+
+        def preexec() -> None:
+            _sigint_default()
+            if then is not None:
+                then()
+
         return subprocess.Popen(
             [sys.executable, "-m", "gmv_sql.cli", *map(str, args)],
             env=env,
             cwd=REPO,
-            preexec_fn=_sigint_default,
+            preexec_fn=preexec,
             **kwargs,
         )
 
