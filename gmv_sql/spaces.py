@@ -95,6 +95,13 @@ class EmbeddingSpace:
             return column
         return sql.SQL("({}::halfvec({}))").format(column, sql.Literal(int(self.dim)))
 
+    def order_keys(self, *, exact: bool = False) -> dict[str, sql.Composable]:
+        """{e_key, g_key} of a top-k block: the indexed expression of training row e and generated row g
+        (so the index serves the ORDER BY), or with exact the stored vectors."""
+        if exact:
+            return {"e_key": sql.SQL("e.embedding"), "g_key": sql.SQL("g.embedding")}
+        return {"e_key": self.index_key("e"), "g_key": self.index_key("g")}
+
     def describe_index(self) -> str:
         """The index in words, e.g. 'ivfflat halfvec lists=200 (built on 200,000 rows)'."""
         if self.index_kind == "ivfflat":

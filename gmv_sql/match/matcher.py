@@ -75,11 +75,7 @@ def knn_sql(name: str, space: EmbeddingSpace, *, exact: bool = False) -> sql.Com
 
     Ordered by the indexed expression (so the index can serve it), or with exact by the stored vectors.
     """
-    keys = {
-        "e_key": sql.SQL("e.embedding") if exact else space.index_key("e"),
-        "g_key": sql.SQL("g.embedding") if exact else space.index_key("g"),
-    }
-    top_k = spaces.render("match", "top_k", space, **keys)
+    top_k = spaces.render("match", "top_k", space, **space.order_keys(exact=exact))
     return spaces.render("match", name, space, top_k=top_k)
 
 

@@ -39,11 +39,7 @@ def render(name: str, space: EmbeddingSpace, rerank: EmbeddingSpace, *, exact: b
     candidates ordered by A's indexed expression, or with exact by its stored vectors."""
     extra = fragments(rerank)
     if name in ("knn_insert", "knn_select"):
-        keys = {
-            "e_key": sql.SQL("e.embedding") if exact else space.index_key("e"),
-            "g_key": sql.SQL("g.embedding") if exact else space.index_key("g"),
-        }
-        extra["top_k"] = spaces.render("rerank", "top_k", space, **extra, **keys)
+        extra["top_k"] = spaces.render("rerank", "top_k", space, **extra, **space.order_keys(exact=exact))
     return spaces.render("rerank", name, space, **extra)
 
 
