@@ -134,9 +134,9 @@ def verify(conn: psycopg.Connection, statement_id: int) -> Verification:
             counts = cur.execute(query("ledger", "changes"), {"statement_id": statement_id}).fetchone()
         result.change_counts = {k: int(v) for k, v in counts.items()}
         words = {
-            "opted_out": "training images opted out",
-            "excluded": "training images now under excluded licences",
-            "training_deleted": "training images deleted",
+            "opted_out": "of the training images in its matches opted out",
+            "excluded": "of the training images in its matches now under excluded licences",
+            "training_deleted": "of the training images in its matches deleted",
             "generated_added": "generated images added (matched in the month and scope since)",
             "generated_deleted": "generated images deleted",
             "generated_left": "generated images no longer in the month or scope (created_at or run changed) or unmatched",

@@ -165,7 +165,9 @@ def match(
     if result.stale_index:
         click.echo(f"note: {result.stale_index}", err=True)
     if result.tuning is not None:
-        click.echo(f"calibrated for recall {result.tuning.target:g}: {result.tuning.describe()}")
+        # A tiny space keeps the default setting: say so without claiming a calibration.
+        verb = "calibrated" if result.tuning.recall is not None else "setting"
+        click.echo(f"{verb} for recall {result.tuning.target:g}: {result.tuning.describe()}")
         if not result.tuning.reached:
             click.echo(
                 "note: no setting reached the target recall; rebuild the index with more --m / --ef-construction "

@@ -114,3 +114,10 @@ def test_few_pending_images_are_matched_exactly_instead_of_calibrating(conn, db_
     assert result.exact and result.setting == "exact search" and result.matched == 30
     assert conn.execute("SELECT bool_and(exact), count(*) FROM gmv.match").fetchone() == (True, 300)
     assert _run_recall(conn, world, 10) == 1.0
+
+
+def test_cli_does_not_claim_a_calibration_it_skipped(gmv, conn):
+    seed(conn, n_training=300, n_generated=20, dim=8)
+    out = gmv("match", "--space", "test", "--k", "5").output
+    assert "setting for recall 0.95: ef_search=" in out and "not calibrated: only 300 training vectors" in out
+    assert "calibrated for recall" not in out

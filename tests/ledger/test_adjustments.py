@@ -14,10 +14,10 @@ from tests.ledger.world import D
 
 # (operation, scheme it matters for, what verify must say)
 CHANGES = {
-    "opt_out": (w.opt_out, "rank_linear", "training images opted out"),
+    "opt_out": (w.opt_out, "rank_linear", "training images in its matches opted out"),
     "opt_in": (w.opt_in, "rank_linear", "generated images rematched"),
     "new_training_images": (w.add_training, "rank_linear", "generated images rematched"),
-    "deleted_training_image": (w.delete_training, "rank_linear", "training images deleted"),
+    "deleted_training_image": (w.delete_training, "rank_linear", "training images in its matches deleted"),
     "backdated_generated_image": (w.backdate_generated, "rank_linear", "generated images added"),
     "temperature": (
         w.change_temperature,
@@ -131,5 +131,5 @@ def test_verify_cli_lists_changes_and_differences(conn, db_url, gmv):
     w.backdate_generated(conn, world, rng, n=3)
     out = gmv("statement", "verify", "1").stdout
     assert "reproduces exactly from its 200 stored match rows; the data today gives other amounts" in out
-    assert "1 training images opted out" in out and "3 generated images added" in out
+    assert "1 of the training images in its matches opted out" in out and "3 generated images added" in out
     assert "due" in out and "gmv report royalties --period PERIOD --issue" in out
