@@ -22,7 +22,7 @@ LEDGER = 0x6C6467  # "ldg": issuing statements of a space (second key space_id);
 # What a held lock means, for the error message.
 _BUSY = {
     EMBED: "gmv embed or another import is writing vectors of",
-    MATCH: "another gmv match is running for",
+    MATCH: "another gmv match or gmv index build is running for",
 }
 
 
