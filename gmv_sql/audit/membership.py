@@ -31,6 +31,7 @@ import psycopg
 from gmv_sql.errors import ConflictError, InputError, NotFoundError
 from gmv_sql.ingest.files import sha256_file
 from gmv_sql.resources import query
+from gmv_sql.textfile import read_user_text
 
 _SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
 PERMUTATIONS = 9999
@@ -203,16 +204,7 @@ def read_image_list(path: Path) -> list[ListedImage]:
     Blank lines and lines starting with # are skipped. A path to an existing file is identified by
     the sha256 of its bytes (the identity gmv ingest gives images); otherwise by its stored uri.
     """
-    try:
-        text = Path(path).read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise InputError(f"list file {str(path)!r} does not exist; check the path") from None
-    except UnicodeDecodeError:
-        raise InputError(
-            f"list file {str(path)!r} is not UTF-8 text; give one sha256 or path per line"
-        ) from None
-    except OSError as exc:
-        raise InputError(f"cannot read list file {str(path)!r}: {exc.strerror}") from None
+    text = read_user_text(path, "list file", encoding_hint="give one sha256 or path per line")
     name = Path(path).name
     base = Path(path).resolve().parent
     lines = text.splitlines()

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from gmv_sql.errors import InputError
+from gmv_sql.textfile import read_user_text
 
 Kind = Literal["training", "generated"]
 
@@ -63,18 +64,10 @@ def manifest_format(path: Path) -> str:
 def _raw_records(path: Path) -> list[tuple[int, dict[str, Any] | None, str | None]]:
     """(line number, record or None, reason if broken) for every data line of the manifest."""
     fmt = manifest_format(path)
-    try:
-        # newline="": CSV quoted fields keep their \r and \n verbatim (the csv module splits records).
-        with path.open(encoding="utf-8-sig", newline="") as handle:
-            text = handle.read()
-    except FileNotFoundError:
-        raise InputError(f"manifest {str(path)!r} does not exist; check the --manifest path") from None
-    except UnicodeDecodeError as exc:
-        raise InputError(
-            f"manifest {str(path)!r} is not UTF-8 text ({exc.reason} at byte {exc.start}); save it as UTF-8"
-        ) from None
-    except OSError as exc:
-        raise InputError(f"cannot read manifest {str(path)!r}: {exc.strerror}") from None
+    # Newlines verbatim: CSV quoted fields keep their \r and \n (the csv module splits records).
+    text = read_user_text(
+        path, "manifest", encoding_hint="save it as UTF-8", missing_hint="check the --manifest path"
+    )
     records: list[tuple[int, dict[str, Any] | None, str | None]] = []
     if fmt == "jsonl":
         # Split on \n only: str.splitlines() would also split inside strings at U+2028, \x1c, \x85, ...

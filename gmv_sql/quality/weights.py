@@ -26,6 +26,7 @@ import psycopg
 from gmv_sql.errors import ConfigError, InputError, NotFoundError
 from gmv_sql.ingest.files import sha256_file
 from gmv_sql.resources import query
+from gmv_sql.textfile import read_user_text
 
 _SHA256 = re.compile(r"^[0-9a-fA-F]{64}$")
 
@@ -61,16 +62,7 @@ def _identities(conn: psycopg.Connection) -> tuple[dict[str, int], dict[str, int
 
 def read_quality_file(conn: psycopg.Connection, path: Path) -> dict[int, float]:
     """{generated_id: quality} from a CSV with a quality column and a sha256 or path column."""
-    try:
-        text = Path(path).read_text(encoding="utf-8-sig")
-    except FileNotFoundError:
-        raise InputError(f"quality file {str(path)!r} does not exist; check the path") from None
-    except UnicodeDecodeError:
-        raise InputError(
-            f"quality file {str(path)!r} is not UTF-8 text; give a CSV (sha256 or path, quality)"
-        ) from None
-    except OSError as exc:
-        raise InputError(f"cannot read quality file {str(path)!r}: {exc.strerror}") from None
+    text = read_user_text(path, "quality file", encoding_hint="give a CSV (sha256 or path, quality)")
     name = Path(path).name
     base = Path(path).resolve().parent
     reader = csv.reader(text.splitlines())
