@@ -379,7 +379,13 @@ def match_space(
         elif recall_sample == 0:
             measured = runs.RunRecall("skipped")
         else:
-            found = recall_check.measure(conn, plan, recall_check.sample_ids(pending, recall_sample))
+            found = recall_check.measure(
+                conn,
+                plan,
+                recall_check.sample_ids(pending, recall_sample),
+                connect=connect,
+                workers=workers,
+            )
             measured = runs.RunRecall("measured", found.recall, found.sample)
         runs.finish(
             conn,
@@ -575,7 +581,9 @@ def recall(
     t0 = time.monotonic()
     approx = knn(conn, MatchPlan(space, k, ef, exact=False, ineligible=ineligible, probes=n_probes), ids)
     t1 = time.monotonic()
-    truth = knn(conn, MatchPlan(space, k, None, exact=True, ineligible=ineligible), ids)
+    from gmv_sql.match.exact import exact_knn
+
+    truth = exact_knn(conn, MatchPlan(space, k, None, exact=True, ineligible=ineligible), ids)
     t2 = time.monotonic()
     per_image = []
     for g in ids:
