@@ -197,6 +197,7 @@ class MatchResult:
     probes: int | None = None  # IVFFlat lists searched
     tuning: Any = None  # gmv_sql.match.tuning.Tuning when --target-recall calibrated (or skipped)
     stale_index: str | None = None  # why the space's index should be rebuilt, with the command
+    recall_seconds: float = 0.0  # of seconds: the recall check on recall_sample images after matching
 
     @property
     def setting(self) -> str:
@@ -372,6 +373,7 @@ def match_space(
                     connect, group_plan, work, max(1, min(workers, len(work))), on_progress=on_progress
                 )
             )
+        recall_seconds = 0.0
         if exact:
             measured = runs.RunRecall("exact", 1.0)
         elif not totals["matched"]:
@@ -387,6 +389,7 @@ def match_space(
                 workers=workers,
             )
             measured = runs.RunRecall("measured", found.recall, found.sample)
+            recall_seconds = found.index_seconds + found.exact_seconds
         runs.finish(
             conn,
             run_id,
@@ -423,6 +426,7 @@ def match_space(
         probes=plan.probes,
         tuning=tuning,
         stale_index=stale_reason(space, n_vectors),
+        recall_seconds=recall_seconds,
     )
 
 
