@@ -2,10 +2,14 @@
 
 For each training-set size (default 200k and 1M) of clustered 512-d vectors with 2,000 generated
 queries (or real data: --dataset fashion-mnist, 60k training images and 2,000 test images as
-queries, raw 784-d pixels) it prints generated images matched per second, recall@k against numpy
-exact search, peak memory and build time, side by side. gmv is run with each index of --gmv-index
+queries, raw 784-d pixels or, with --space efficientnet, efficientnet-lite0 features at 64 px,
+1280-d, embedded once by gmv's embedder and cached in ~/.cache/gmv_sql/bench) it prints generated
+images matched per second, recall@k against numpy exact search, peak memory and build time, side by
+side. gmv is run with each index of --gmv-index
 (HNSW / IVFFlat, on the stored vectors or on halfvec) at every --ef-search / --probes, and once more
-as a user runs it: `gmv match --target-recall R` (calibration included in the time). Then it times
+as a user runs it: `gmv match --target-recall R` (calibration included in the time). Each run's own
+recall check (--recall-sample, 100 as shipped) is timed apart too ("w/o check/s"), and --variants
+sweeps gmv again with asynchronous commit or other batch sizes, side by side. Then it times
 REFRESH MATERIALIZED VIEW CONCURRENTLY of the credit views over ~1M match rows against the plain
 aggregate query.
 
@@ -13,6 +17,8 @@ aggregate query.
     python benchmarks/match.py --sizes 200000 --json out.json
     python benchmarks/match.py --sizes 20000 --generated 200 --refresh-rows 50000   # a quick smoke run
     python benchmarks/match.py --dataset fashion-mnist --refresh-rows 0   # apt-get install -y dataset-fashion-mnist
+    python benchmarks/match.py --dataset fashion-mnist --space efficientnet --refresh-rows 0
+    python benchmarks/match.py --dataset fashion-mnist --refresh-rows 0 --variants default,sync-off,batch-50
 
 Libraries and PostgreSQL run one after the other (never concurrently) with --threads threads each;
 FAISS, hnswlib and numpy run in their own subprocess so their peak memory (ru_maxrss) is their own.
