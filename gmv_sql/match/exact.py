@@ -72,13 +72,18 @@ def exact_knn(
     *,
     connect: Callable[[], psycopg.Connection] | None = None,
     workers: int = 1,
+    approx: Answers | None = None,
 ) -> Answers:
     """Exact top-k (training_id, distance), nearest first, of each generated id under plan's filter
-    (see module docstring); split over `workers` connections opened by connect when given."""
+    (see module docstring); split over `workers` connections opened by connect when given.
+
+    approx: top-k answers already found for these ids in plan's space with plan's filter (distances
+    by the space's operator, not re-ranked), whose k-th distances then serve as the bounds."""
     ids = [int(i) for i in ids]
     if not ids:
         return {}
-    approx = matcher.knn(conn, _bound_plan(plan), ids)
+    if approx is None or any(g not in approx for g in ids):
+        approx = matcher.knn(conn, _bound_plan(plan), ids)
     bounded = [g for g in ids if len(approx[g]) >= plan.k]
     unbounded = [g for g in ids if len(approx[g]) < plan.k]
     size = min(CHUNK, max(1, math.ceil(len(bounded) / max(1, workers if connect else 1))))

@@ -53,7 +53,10 @@ def measure(
     approx = matcher.knn(conn, plan, ids)
     t1 = time.monotonic()
     exact_plan = matcher.MatchPlan(plan.space, plan.k, None, exact=True, ineligible=plan.ineligible)
-    truth = exact.exact_knn(conn, exact_plan, ids, connect=connect, workers=workers)
+    # Without re-ranking, the index's answers are a top-k of the same space and filter: their k-th
+    # distances bound the exact search.
+    bounds = approx if plan.rerank is None else None
+    truth = exact.exact_knn(conn, exact_plan, ids, connect=connect, workers=workers, approx=bounds)
     t2 = time.monotonic()
     per_image = []
     for g in ids:

@@ -43,6 +43,11 @@ def test_same_answers_as_one_exact_search_per_image(conn, db_url, distance):
     # The bound did work: some image's approximate top-k differed from its exact one.
     approx = matcher.knn(conn, exact._bound_plan(plan), ids)
     assert any({t for t, _ in approx[g]} != {t for t, _ in want[g]} for g in ids)
+    # Bounds from a caller's own (poorer) search: the same exact answers.
+    poor = matcher.knn(conn, matcher.MatchPlan(space, 10, 10, ineligible=ineligible), ids)
+    assert any({t for t, _ in poor[g]} != {t for t, _ in want[g]} for g in ids)
+    again = exact.exact_knn(conn, plan, ids, approx=poor)
+    assert {g: [t for t, _ in r] for g, r in again.items()} == {g: [t for t, _ in want[g]] for g in ids}
 
 
 def test_fewer_eligible_than_k_falls_back_to_the_per_image_search(conn, db_url):
