@@ -197,6 +197,7 @@ class MatchResult:
     probes: int | None = None  # IVFFlat lists searched
     tuning: Any = None  # gmv_sql.match.tuning.Tuning when --target-recall calibrated (or skipped)
     stale_index: str | None = None  # why the space's index should be rebuilt, with the command
+    recall_seconds: float = 0.0  # of seconds: the recall check on recall_sample images after matching
 
     @property
     def setting(self) -> str:
@@ -372,6 +373,7 @@ def match_space(
                     connect, group_plan, work, max(1, min(workers, len(work))), on_progress=on_progress
                 )
             )
+        recall_seconds = 0.0
         if exact:
             measured = runs.RunRecall("exact", 1.0)
         elif not totals["matched"]:
@@ -379,8 +381,15 @@ def match_space(
         elif recall_sample == 0:
             measured = runs.RunRecall("skipped")
         else:
-            found = recall_check.measure(conn, plan, recall_check.sample_ids(pending, recall_sample))
+            found = recall_check.measure(
+                conn,
+                plan,
+                recall_check.sample_ids(pending, recall_sample),
+                connect=connect,
+                workers=workers,
+            )
             measured = runs.RunRecall("measured", found.recall, found.sample)
+            recall_seconds = found.index_seconds + found.exact_seconds
         runs.finish(
             conn,
             run_id,
@@ -417,6 +426,7 @@ def match_space(
         probes=plan.probes,
         tuning=tuning,
         stale_index=stale_reason(space, n_vectors),
+        recall_seconds=recall_seconds,
     )
 
 
@@ -575,7 +585,9 @@ def recall(
     t0 = time.monotonic()
     approx = knn(conn, MatchPlan(space, k, ef, exact=False, ineligible=ineligible, probes=n_probes), ids)
     t1 = time.monotonic()
-    truth = knn(conn, MatchPlan(space, k, None, exact=True, ineligible=ineligible), ids)
+    from gmv_sql.match.exact import exact_knn
+
+    truth = exact_knn(conn, MatchPlan(space, k, None, exact=True, ineligible=ineligible), ids)
     t2 = time.monotonic()
     per_image = []
     for g in ids:

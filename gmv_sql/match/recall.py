@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import psycopg
 
-from gmv_sql.match import matcher
+from gmv_sql.match import exact, matcher
 
 DEFAULT_SAMPLE = 100
 
@@ -38,14 +38,25 @@ def sample_ids(ids: Sequence[int], n: int, salt: str = "gmv") -> list[int]:
     return sorted(int(i) for i in keyed[:n])
 
 
-def measure(conn: psycopg.Connection, plan: matcher.MatchPlan, ids: Sequence[int]) -> Recall:
-    """recall@k of plan (its index settings and filter) against exact search with the same filter."""
+def measure(
+    conn: psycopg.Connection,
+    plan: matcher.MatchPlan,
+    ids: Sequence[int],
+    *,
+    connect: Callable[[], psycopg.Connection] | None = None,
+    workers: int = 1,
+) -> Recall:
+    """recall@k of plan (its index settings and filter) against exact search with the same filter
+    (gmv_sql.match.exact: one pass per chunk of images, on `workers` connections when connect is given)."""
     ids = [int(i) for i in ids]
     t0 = time.monotonic()
     approx = matcher.knn(conn, plan, ids)
     t1 = time.monotonic()
     exact_plan = matcher.MatchPlan(plan.space, plan.k, None, exact=True, ineligible=plan.ineligible)
-    truth = matcher.knn(conn, exact_plan, ids)
+    # Without re-ranking, the index's answers are a top-k of the same space and filter: their k-th
+    # distances bound the exact search.
+    bounds = approx if plan.rerank is None else None
+    truth = exact.exact_knn(conn, exact_plan, ids, connect=connect, workers=workers, approx=bounds)
     t2 = time.monotonic()
     per_image = []
     for g in ids:

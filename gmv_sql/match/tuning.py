@@ -25,14 +25,13 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 
 import psycopg
 
 from gmv_sql import spaces
 from gmv_sql.errors import InputError
-from gmv_sql.match import matcher
+from gmv_sql.match import exact, matcher
 from gmv_sql.match.matcher import MatchPlan
 
 DEFAULT_TARGET_RECALL = 0.95
@@ -144,21 +143,9 @@ def exact_answers(
     connect: Callable[[], psycopg.Connection] | None = None,
     workers: int = 1,
 ) -> dict[int, list[tuple[int, float]]]:
-    """Exact top-k of ids: the calibration's main cost (a full scan per image), split over workers
-    connections when connect is given."""
-    if connect is None or workers <= 1 or len(ids) < 2:
-        return matcher.knn(conn, plan, ids)
-    chunks = [list(ids[i::workers]) for i in range(workers)]
-
-    def run(chunk: list[int]) -> dict[int, list[tuple[int, float]]]:
-        with connect() as own:
-            return matcher.knn(own, plan, chunk)
-
-    out: dict[int, list[tuple[int, float]]] = {}
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        for part in pool.map(run, [c for c in chunks if c]):
-            out.update(part)
-    return out
+    """Exact top-k of ids: the calibration's main cost, one pass over the training vectors per chunk
+    of images (gmv_sql.match.exact), split over workers connections when connect is given."""
+    return exact.exact_knn(conn, plan, ids, connect=connect, workers=workers)
 
 
 def _with(plan: MatchPlan, setting: str, value: int) -> MatchPlan:

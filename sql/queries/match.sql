@@ -183,3 +183,19 @@ DELETE FROM gmv.match AS m
 USING stale
 WHERE m.space_id = %(space_id)s AND m.generated_id = stale.generated_id
 RETURNING m.generated_id
+
+-- name: exact_bounded
+-- Exact top-k of several generated images in one pass over the training vectors (gmv_sql/match/exact.py):
+-- each eligible training vector is compared with every image of the chunk while it is in cache, and
+-- only rows within the image's bound (the k-th distance of an approximate top-k of eligible vectors,
+-- which no exact k-th neighbour exceeds) come back; the caller keeps the k nearest of each image.
+WITH s AS MATERIALIZED (
+    SELECT g.generated_id, g.embedding, b.bound
+    FROM unnest(%(ids)s::bigint[], %(bounds)s::float8[]) AS b(generated_id, bound)
+    JOIN {generated} AS g USING (generated_id)
+)
+SELECT s.generated_id, e.training_id, e.embedding {op} s.embedding AS distance
+FROM {training} AS e
+CROSS JOIN s
+WHERE e.training_id <> ALL (%(ineligible)s::bigint[])
+  AND (e.embedding {op} s.embedding) <= s.bound
