@@ -2,11 +2,13 @@
 
 Three stages overlap: DataLoader worker processes read each file once (sha256 from the same bytes),
 decode it (JPEGs at reduced size in PIL's draft mode when the space records jpeg_draft) and apply the
-model's transform; the main thread runs the model through a runtime (gmv_sql.embed.runtimes); a
-writer thread COPYs the vectors (COPY BINARY) in transactions of a few thousand rows, so an
-interrupted run keeps what it committed and the next run embeds only the rest. The progress line
-shows images/s and the stage the main loop waits on most (the bottleneck). A large first load drops
-the HNSW index and builds it once at the end (much faster than inserting into the graph row by row).
+model's transform - on CPU only its geometric half (resize, crop: uint8 pixels, a quarter of the bytes
+to pass between processes), the runtime's threads normalising them (bit for bit the same input); the
+main thread runs the model through a runtime (gmv_sql.embed.runtimes); a writer thread COPYs the
+vectors (COPY BINARY) in transactions of FLUSH_ROWS rows, so an interrupted run keeps what it
+committed and the next run embeds only the rest. The progress line shows images/s and the stage the
+main loop waits on most (the bottleneck). A first load of BULK_REBUILD_MIN_ROWS or more drops the
+HNSW index and builds it once at the end (much faster than inserting into the graph row by row).
 """
 
 from __future__ import annotations

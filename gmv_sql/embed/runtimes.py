@@ -8,7 +8,11 @@ passes a faithfulness gate when it is built: per image, cosine >= 0.9999 to torc
 fp32, >= 0.999 for bf16/fp16, on real photographs and synthetic images (the gate set below).
 
 Preprocessing is the model's own transform for every runtime (one transform, bit-identical inputs);
-runtimes differ only in the forward pass. onnxruntime and openvino are imported lazily, here only.
+runtimes differ only in the forward pass. ONNX Runtime and OpenVINO run a batch in chunks of about
+four 224 px images (graph_chunk: the early feature maps stay in the CPU caches), one stream of one
+thread per core (Streams: no barrier between threads inside an operator, so a decode process that
+takes a core for a moment delays one chunk, not every operator). onnxruntime and openvino are
+imported lazily, here only.
 """
 
 from __future__ import annotations
