@@ -132,7 +132,9 @@ def bare(folder: str, runtime: str, precision: str, size: int, limit: int) -> No
         if graph is None:
             graph = Path(tempfile.mkdtemp()) / "graph.onnx"
             runtimes.export_onnx(embedder, graph, size)
-        runner = runtimes.Runner(runtime, precision, "cpu", runtimes._graph_run(runtime, graph, precision))
+        runner = runtimes.Runner(
+            runtime, precision, "cpu", runtimes._graph_run(runtime, graph, precision, size)
+        )
     runner(batches[0])  # warm-up (first-call allocations, OpenVINO/oneDNN kernel selection)
     started = time.perf_counter()
     outputs = [runner(b) for b in batches]

@@ -90,7 +90,8 @@ def _space_options(func):
 @click.option(
     "--batch-size",
     type=click.IntRange(1, 4096),
-    help="Images per forward pass (default: 64 on CPU, from free memory on a GPU).",
+    help="Images per decoded batch (default: 64 on CPU, from free memory on a GPU); ONNX Runtime and "
+    "OpenVINO run it in cache-sized chunks, one stream per core.",
 )
 @click.option(
     "--workers",

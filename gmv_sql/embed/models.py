@@ -51,6 +51,11 @@ class Embedder:
     forward: Callable[[Any], Any]  # batch tensor on device -> (n, dim) float tensor
     module: Any = field(default=None, repr=False)
     l2_normalised: bool = False  # already unit length (pixels)
+    # The same transform in two steps (CNNs): crop (PIL RGB -> uint8 HWC tensor, the resized and
+    # cropped pixels, in decode workers: a quarter of the bytes to pass between processes) and
+    # normalise (uint8 NHWC batch -> the float32 NCHW batch transform's output, bit for bit).
+    crop: Callable[[Any], Any] | None = field(default=None, repr=False)
+    normalise: Callable[[Any], np.ndarray] | None = field(default=None, repr=False)
 
     def to(self, device: str) -> Embedder:
         if self.module is not None:
@@ -116,6 +121,47 @@ def _image_transform(resize: int, crop: int, interpolation: str, mean, std):
     )
 
 
+class CropPixels:
+    """The geometric half of _image_transform: resize the shorter side, centre-crop, as uint8 HWC (picklable)."""
+
+    def __init__(self, resize: int, crop: int, interpolation: str):
+        self.resize, self.crop, self.interpolation = resize, crop, interpolation
+
+    def __call__(self, image):
+        import torch
+        import torchvision.transforms as T
+
+        mode = {"bilinear": T.InterpolationMode.BILINEAR, "bicubic": T.InterpolationMode.BICUBIC}
+        image = T.CenterCrop(self.crop)(T.Resize(self.resize, interpolation=mode[self.interpolation])(image))
+        return torch.from_numpy(np.array(image.convert("RGB"), dtype=np.uint8))
+
+
+class NormalisePixels:
+    """The other half: uint8 NHWC -> float32 NCHW ((x / 255) - mean) / std, the same float32 operations
+    in the same order as torchvision's ToTensor + Normalize, so the result is bit for bit theirs."""
+
+    def __init__(self, mean, std):
+        self.mean = np.asarray(mean, dtype=np.float32)[None, :, None, None]
+        self.std = np.asarray(std, dtype=np.float32)[None, :, None, None]
+
+    def __call__(self, pixels) -> np.ndarray:
+        pixels = np.asarray(pixels.numpy() if hasattr(pixels, "numpy") else pixels, dtype=np.uint8)
+        x = np.empty((pixels.shape[0], pixels.shape[3], pixels.shape[1], pixels.shape[2]), np.float32)
+        np.divide(pixels.transpose(0, 3, 1, 2), np.float32(255), out=x, dtype=np.float32)
+        x -= self.mean
+        x /= self.std
+        return x
+
+
+def _image_steps(resize: int, crop: int, interpolation: str, mean, std) -> dict[str, Any]:
+    """Embedder keyword arguments: the model's transform and its two halves."""
+    return {
+        "transform": _image_transform(resize, crop, interpolation, mean, std),
+        "crop": CropPixels(resize, crop, interpolation),
+        "normalise": NormalisePixels(mean, std),
+    }
+
+
 def _input_size(default_resize: int, default_crop: int, image_size: int | None) -> tuple[int, int]:
     """(resize shorter side, centre crop): the model's own, or scaled to image_size (same resize/crop ratio)."""
     if image_size is None:
@@ -174,9 +220,9 @@ def efficientnet_lite0(
         1280,
         weights_sha,
         preprocessing,
-        _image_transform(resize, crop, "bilinear", _EFFNET_MEAN, _EFFNET_STD),
-        forward,
-        module,
+        forward=forward,
+        module=module,
+        **_image_steps(resize, crop, "bilinear", _EFFNET_MEAN, _EFFNET_STD),
     )
 
 
@@ -263,9 +309,9 @@ def torchvision_model(
         TORCHVISION_MODELS[model_name],
         None if path is None else sha256_file(path),
         preprocessing,
-        _image_transform(resize, crop, interpolation, preset.mean, preset.std),
-        forward,
-        module,
+        forward=forward,
+        module=module,
+        **_image_steps(resize, crop, interpolation, preset.mean, preset.std),
     )
 
 

@@ -2,11 +2,13 @@
 
 Three stages overlap: DataLoader worker processes read each file once (sha256 from the same bytes),
 decode it (JPEGs at reduced size in PIL's draft mode when the space records jpeg_draft) and apply the
-model's transform; the main thread runs the model through a runtime (gmv_sql.embed.runtimes); a
-writer thread COPYs the vectors (COPY BINARY) in transactions of a few thousand rows, so an
-interrupted run keeps what it committed and the next run embeds only the rest. The progress line
-shows images/s and the stage the main loop waits on most (the bottleneck). A large first load drops
-the HNSW index and builds it once at the end (much faster than inserting into the graph row by row).
+model's transform - on CPU only its geometric half (resize, crop: uint8 pixels, a quarter of the bytes
+to pass between processes), the runtime's threads normalising them (bit for bit the same input); the
+main thread runs the model through a runtime (gmv_sql.embed.runtimes); a writer thread COPYs the
+vectors (COPY BINARY) in transactions of FLUSH_ROWS rows, so an interrupted run keeps what it
+committed and the next run embeds only the rest. The progress line shows images/s and the stage the
+main loop waits on most (the bottleneck). A first load of BULK_REBUILD_MIN_ROWS or more drops the
+HNSW index and builds it once at the end (much faster than inserting into the graph row by row).
 """
 
 from __future__ import annotations
@@ -32,9 +34,13 @@ from gmv_sql.errors import ConfigError
 from gmv_sql.progress import Progress
 from gmv_sql.spaces import EmbeddingSpace
 
-# A first load at least this large drops the HNSW index and rebuilds it after.
-BULK_REBUILD_MIN_ROWS = 10_000
-FLUSH_ROWS = 4096
+# A first load at least this large drops the HNSW index and builds it once after: 2,000 rows of 1280-d
+# vectors took 2.9 s to COPY into a space with its HNSW index and 0.1 s + 0.5 s (COPY, then the build)
+# without it (docs/BENCHMARKS.md).
+BULK_REBUILD_MIN_ROWS = 1_000
+# Rows per COPY transaction: small enough that the writer stores vectors while the model runs on (the
+# last flush is the only one nobody overlaps), large enough that commits cost nothing.
+FLUSH_ROWS = 512
 
 
 @dataclass
@@ -330,7 +336,10 @@ def _embed_missing(
         draft = (
             int(space.preprocessing.get("resize_shorter", 0)) if space.preprocessing.get("jpeg_draft") else 0
         )
-        dataset = ImageDataset(items, embedder.transform, draft_size=draft)
+        # On CPU the decode workers send the cropped uint8 pixels (a quarter of the bytes of the float
+        # batch, and no float work in the workers); the runtime's threads normalise them.
+        pixels = runner.device == "cpu" and embedder.crop is not None and embedder.normalise is not None
+        dataset = ImageDataset(items, embedder.crop if pixels else embedder.transform, draft_size=draft)
         loader = iter(make_loader(dataset, batch_size, workers, device))
         pending: dict[str, tuple[list[int], list[np.ndarray]]] = {"training": ([], []), "generated": ([], [])}
         stages = StageClock()
@@ -349,7 +358,7 @@ def _embed_missing(
                         report(line)
                     if batch is not None:
                         with stages.timing("inference"):
-                            vectors = runner(batch)
+                            vectors = runner.pixels(batch, embedder.normalise) if pixels else runner(batch)
                             if space.distance == "cosine" and not embedder.l2_normalised:
                                 vectors = l2_normalise(vectors)
                         for kind in ("training", "generated"):

@@ -8,7 +8,11 @@ passes a faithfulness gate when it is built: per image, cosine >= 0.9999 to torc
 fp32, >= 0.999 for bf16/fp16, on real photographs and synthetic images (the gate set below).
 
 Preprocessing is the model's own transform for every runtime (one transform, bit-identical inputs);
-runtimes differ only in the forward pass. onnxruntime and openvino are imported lazily, here only.
+runtimes differ only in the forward pass. ONNX Runtime and OpenVINO run a batch in chunks of about
+four 224 px images (graph_chunk: the early feature maps stay in the CPU caches), one stream of one
+thread per core (Streams: no barrier between threads inside an operator, so a decode process that
+takes a core for a moment delays one chunk, not every operator). onnxruntime and openvino are
+imported lazily, here only.
 """
 
 from __future__ import annotations
@@ -19,9 +23,11 @@ import importlib.util
 import io
 import json
 import os
+import queue
 import time
 import warnings
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,10 +45,18 @@ GATES = {"fp32": 0.9999, "bf16": 0.999, "fp16": 0.999}
 GRAPH_FORMAT = 1
 ONNX_OPSET = 17
 GATE_IMAGES = 16
+# Images per call of an exported graph: about four 224 x 224 px images (0.2 Mpx). Bigger calls push the
+# early feature maps out of the CPU caches: efficientnet-lite0 through ONNX Runtime used 25-35% less CPU
+# per image in calls of 4 than of 64 at 224 px, was fastest at 8 at 128 px and at 16-64 at 64 px, and
+# ResNet-50 (compute-bound) was the same at 4 and 64 (benchmarks/embed_variants.py, docs/BENCHMARKS.md).
+GRAPH_CHUNK_PIXELS = 4 * 224 * 224
+GRAPH_CHUNK_MAX = 64
 _PIP_NAMES = {"onnxruntime": "onnxruntime", "openvino": "openvino"}
 # auto: fastest first (measured in docs/BENCHMARKS.md), among those installed and passing the gate.
+# OpenVINO (optional) before ONNX Runtime (a regular dependency): with the same chunks and streams it
+# ran efficientnet-lite0 at 224 px 8-37% faster in `gmv embed` and 8-15% in the bare loop, in four runs.
 _AUTO_ORDER = {
-    ("cpu", "fp32"): ("onnxruntime", "openvino", "torch"),
+    ("cpu", "fp32"): ("openvino", "onnxruntime", "torch"),
     ("cpu", "bf16"): ("openvino", "torch"),
     ("cuda", "fp32"): ("torch",),
     ("cuda", "bf16"): ("torch",),
@@ -119,6 +133,15 @@ class Runner:
 
     def __call__(self, batch) -> np.ndarray:
         return self.run(batch)
+
+    def pixels(self, batch, normalise: Callable[[Any], np.ndarray]) -> np.ndarray:
+        """The forward pass of uint8 (n, h, w, 3) pixels, normalised by the embedder's normalise."""
+        pixels = getattr(self.run, "pixels", None)
+        if pixels is not None:
+            return pixels(batch, normalise)
+        import torch
+
+        return self.run(torch.from_numpy(normalise(batch)))
 
 
 # --- the gate -----------------------------------------------------------------------------------
@@ -317,49 +340,106 @@ def export_onnx(embedder, path: Path, input_size: int) -> None:
     os.replace(tmp, path)
 
 
-def _onnxruntime_run(graph: Path, threads: int) -> Callable[[Any], np.ndarray]:
+def _onnxruntime_calls(graph: Path, threads: int, streams: int) -> list[Callable[[np.ndarray], np.ndarray]]:
+    """streams callables that may run at the same time (one session: ONNX Runtime's run is thread-safe)."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
-    options.intra_op_num_threads = threads
+    options.intra_op_num_threads = threads if streams == 1 else 1
     options.inter_op_num_threads = 1
     options.log_severity_level = 3
     # No busy-waiting between runs: in gmv embed the decode workers and the COPY need those cores.
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     session = ort.InferenceSession(str(graph), options, providers=["CPUExecutionProvider"])
 
-    def run(batch):
-        x = np.ascontiguousarray(batch.numpy() if hasattr(batch, "numpy") else batch, dtype=np.float32)
+    def run(x):
         return session.run(None, {"image": x})[0]
 
-    return run
+    return [run] * streams
 
 
-def _openvino_run(graph: Path, precision: str, threads: int) -> Callable[[Any], np.ndarray]:
+def _openvino_calls(
+    graph: Path, precision: str, threads: int, streams: int
+) -> list[Callable[[np.ndarray], np.ndarray]]:
+    """streams callables that may run at the same time (one infer request per OpenVINO stream)."""
     import openvino as ov
 
     core = ov.Core()
-    config = {
-        "INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32",
-        "INFERENCE_NUM_THREADS": threads,
-        "PERFORMANCE_HINT": "LATENCY",
-    }
+    config = {"INFERENCE_PRECISION_HINT": "bf16" if precision == "bf16" else "f32"}
+    if streams == 1:
+        config.update({"INFERENCE_NUM_THREADS": threads, "PERFORMANCE_HINT": "LATENCY"})
+    else:
+        config.update(
+            {"INFERENCE_NUM_THREADS": streams, "NUM_STREAMS": streams, "PERFORMANCE_HINT": "THROUGHPUT"}
+        )
     compiled = core.compile_model(core.read_model(str(graph)), "CPU", config)
-    request = compiled.create_infer_request()
 
-    def run(batch):
-        x = np.ascontiguousarray(batch.numpy() if hasattr(batch, "numpy") else batch, dtype=np.float32)
-        result = request.infer({0: x})
-        return np.asarray(next(iter(result.values())), dtype=np.float32)
+    def call(request):
+        return lambda x: np.array(next(iter(request.infer({0: x}).values())), dtype=np.float32)
 
-    return run
+    return [call(compiled.create_infer_request()) for _ in range(streams)]
 
 
-def _graph_run(runtime: str, graph: Path, precision: str) -> Callable[[Any], np.ndarray]:
+def graph_chunk(input_size: int) -> int:
+    """Images per forward call of a graph at this input side: the largest power of two up to
+    GRAPH_CHUNK_PIXELS / side^2 (at least 1, at most GRAPH_CHUNK_MAX)."""
+    fits = GRAPH_CHUNK_PIXELS // max(1, int(input_size) ** 2)
+    chunk = 1
+    while chunk * 2 <= min(fits, GRAPH_CHUNK_MAX):
+        chunk *= 2
+    return chunk
+
+
+class Streams:
+    """A graph's forward pass over a batch in chunks of at most chunk images, len(calls) chunks at a
+    time (one thread per call, each call used by one thread at a time); one output, in batch order."""
+
+    def __init__(self, calls: list[Callable[[np.ndarray], np.ndarray]], chunk: int):
+        self.chunk = chunk
+        self.free: queue.SimpleQueue = queue.SimpleQueue()
+        for call in calls:
+            self.free.put(call)
+        self.pool = ThreadPoolExecutor(len(calls), thread_name_prefix="gmv-infer") if len(calls) > 1 else None
+
+    def _map(self, work: Callable[[Any], np.ndarray], batch) -> np.ndarray:
+        parts = [batch[start : start + self.chunk] for start in range(0, len(batch), self.chunk)]
+        if len(parts) == 1:
+            return work(batch)
+        outputs = self.pool.map(work, parts) if self.pool is not None else map(work, parts)
+        return np.concatenate(list(outputs))
+
+    def _run(self, x: np.ndarray) -> np.ndarray:
+        call = self.free.get()
+        try:
+            return call(np.ascontiguousarray(x, dtype=np.float32))
+        finally:
+            self.free.put(call)
+
+    def __call__(self, batch) -> np.ndarray:
+        """batch: float32 (n, 3, h, w), the model's input."""
+        return self._map(self._run, batch.numpy() if hasattr(batch, "numpy") else np.asarray(batch))
+
+    def pixels(self, batch, normalise: Callable[[Any], np.ndarray]) -> np.ndarray:
+        """batch: uint8 (n, h, w, 3) pixels, normalised chunk by chunk in the streams' threads."""
+        pixels = batch.numpy() if hasattr(batch, "numpy") else np.asarray(batch)
+        return self._map(lambda part: self._run(normalise(part)), pixels)
+
+
+def _graph_run(
+    runtime: str, graph: Path, precision: str, input_size: int, streams: int | None = None
+) -> Callable[[Any], np.ndarray]:
+    """The graph's forward pass, in calls of graph_chunk(input_size) images.
+
+    streams: calls running at the same time, one thread each (default: one per core, as torch counts
+    them); 1: one call at a time using every core inside it.
+    """
     threads = _torch_threads()
+    streams = threads if streams is None else max(1, streams)
     if runtime == "onnxruntime":
-        return _onnxruntime_run(graph, threads)
-    return _openvino_run(graph, precision, threads)
+        calls = _onnxruntime_calls(graph, threads, streams)
+    else:
+        calls = _openvino_calls(graph, precision, threads, streams)
+    return Streams(calls, graph_chunk(input_size))
 
 
 def graph_runner(
@@ -370,9 +450,8 @@ def graph_runner(
     graph, why = cached_graph(key)
     if graph is not None:
         meta = json.loads((graph.parent / "meta.json").read_text())
-        return Runner(
-            runtime, precision, "cpu", _graph_run(runtime, graph, precision), meta["min_cosine"], graph
-        )
+        run = _graph_run(runtime, graph, precision, int(key["input_size"]))
+        return Runner(runtime, precision, "cpu", run, meta["min_cosine"], graph)
     folder = graph_folder(key)
     folder.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
@@ -380,7 +459,7 @@ def graph_runner(
     for stale in (folder / "meta.json", folder / "graph.onnx.sha256"):
         stale.unlink(missing_ok=True)
     export_onnx(embedder, path, int(key["input_size"]))
-    run = _graph_run(runtime, path, precision)
+    run = _graph_run(runtime, path, precision, int(key["input_size"]))
     batch, expected = reference()
     try:
         worst = check_gate(embedder.name, runtime, precision, expected, run(batch))
