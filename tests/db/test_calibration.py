@@ -216,7 +216,7 @@ def test_default_scheme_new_spaces_take_it_existing_spaces_keep_theirs(conn, gmv
     )
     assert defaults == {"test": old, "newer": other}
     gmv("value", "default-scheme", "reciprocal_rank", "--space", "test")
-    audit = json.loads(gmv("report", "owners", "--space", "test", "--format", "json").output)
+    audit = json.loads(gmv("report", "owners", "--space", "test", "--format", "json").stdout)
     assert audit  # the report runs on the space's default scheme
     assert conn.execute(
         "SELECT scheme FROM report.scheme_setting WHERE space = 'test' AND is_space_default"

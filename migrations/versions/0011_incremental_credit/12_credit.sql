@@ -1,0 +1,309 @@
+-- Credit kept in plain tables (migration 0011_incremental_credit), recomputed only where something changed.
+--
+-- Why not materialized views: REFRESH … CONCURRENTLY over 1M match rows cost 7.7x the aggregate it
+-- stores (it diffs the whole old and new result), and a plain REFRESH blocks readers. Here triggers note
+-- which (space, month) slices of the credit a change touches in gmv.credit_dirty, in the writer's own
+-- transaction; gmv.refresh_credit() recomputes those slices only (DELETE + INSERT in the refresh's
+-- transaction: readers keep seeing the old rows until it commits and never wait), then the totals of the
+-- training images, owners and licences the slices touched. The maths stays in gmv.match_weight.
+--
+-- What marks what (a NULL space or period means every one):
+--   gmv.match insert / update / delete            the (space, month) of each changed match
+--   gmv.generated_image quality or created_at     the old and the new month, every space
+--   gmv.generated_image delete                    its month, every space (its matches go with it)
+--   gmv.scheme_calibration change                 the whole space
+--   gmv.valuation_scheme formula or temperature    everything (and a new or deleted scheme)
+--   gmv.training_image owner or licence change    everything (credit moves between owners)
+--   gmv.training_image insert / delete            the image counts per owner and licence
+--   TRUNCATE of images, spaces or matches         everything
+
+CREATE FUNCTION gmv.credit_period(created_at timestamptz) RETURNS date
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+RETURN date_trunc('month', created_at AT TIME ZONE 'UTC')::date;
+COMMENT ON FUNCTION gmv.credit_period(timestamptz) IS
+    'Royalty period of a generated image: the first day of its UTC month (as gmv.match_weight.period).';
+
+CREATE FUNCTION gmv.mark_match_credit() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    -- A match whose generated image is already deleted: that delete marked its month (below).
+    INSERT INTO gmv.credit_dirty (kind, space_id, period)
+    SELECT DISTINCT 'credit', c.space_id, gmv.credit_period(g.created_at)
+    FROM changed AS c
+    JOIN gmv.generated_image AS g USING (generated_id);
+    IF TG_OP = 'UPDATE' THEN
+        INSERT INTO gmv.credit_dirty (kind, space_id, period)
+        SELECT DISTINCT 'credit', c.space_id, gmv.credit_period(g.created_at)
+        FROM changed_before AS c
+        JOIN gmv.generated_image AS g USING (generated_id);
+    END IF;
+    RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION gmv.mark_match_credit() IS 'Marks the (space, month) credit slices of changed matches for gmv.refresh_credit().';
+
+CREATE TRIGGER mark_credit_insert AFTER INSERT ON gmv.match
+    REFERENCING NEW TABLE AS changed FOR EACH STATEMENT EXECUTE FUNCTION gmv.mark_match_credit();
+CREATE TRIGGER mark_credit_delete AFTER DELETE ON gmv.match
+    REFERENCING OLD TABLE AS changed FOR EACH STATEMENT EXECUTE FUNCTION gmv.mark_match_credit();
+CREATE TRIGGER mark_credit_update AFTER UPDATE ON gmv.match
+    REFERENCING OLD TABLE AS changed_before NEW TABLE AS changed
+    FOR EACH STATEMENT EXECUTE FUNCTION gmv.mark_match_credit();
+
+CREATE FUNCTION gmv.mark_generated_credit() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'DELETE' THEN
+        INSERT INTO gmv.credit_dirty (kind, period)
+        SELECT DISTINCT 'credit', gmv.credit_period(b.created_at) FROM changed_before AS b;
+    ELSE
+        INSERT INTO gmv.credit_dirty (kind, period)
+        SELECT DISTINCT 'credit', p.period
+        FROM changed_before AS b
+        JOIN changed AS a USING (generated_id)
+        CROSS JOIN LATERAL (VALUES (gmv.credit_period(b.created_at)), (gmv.credit_period(a.created_at))) AS p(period)
+        WHERE (b.quality, b.created_at) IS DISTINCT FROM (a.quality, a.created_at);
+    END IF;
+    RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION gmv.mark_generated_credit() IS
+    'Marks the months whose credit a change of generated images'' quality or created_at (or a delete) changes.';
+
+CREATE TRIGGER mark_credit_update AFTER UPDATE ON gmv.generated_image
+    REFERENCING OLD TABLE AS changed_before NEW TABLE AS changed
+    FOR EACH STATEMENT EXECUTE FUNCTION gmv.mark_generated_credit();
+CREATE TRIGGER mark_credit_delete AFTER DELETE ON gmv.generated_image
+    REFERENCING OLD TABLE AS changed_before FOR EACH STATEMENT EXECUTE FUNCTION gmv.mark_generated_credit();
+
+CREATE FUNCTION gmv.mark_training_credit() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'UPDATE' THEN
+        IF EXISTS (SELECT FROM changed_before AS b JOIN changed AS a USING (training_id)
+                   WHERE (b.owner_id, b.license_id) IS DISTINCT FROM (a.owner_id, a.license_id)) THEN
+            INSERT INTO gmv.credit_dirty (kind) VALUES ('credit'), ('images');
+        END IF;
+    ELSIF EXISTS (SELECT FROM changed) THEN
+        INSERT INTO gmv.credit_dirty (kind) VALUES ('images');
+    END IF;
+    RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION gmv.mark_training_credit() IS
+    'Marks the image counts (insert, delete) or all credit (owner or licence changed) for gmv.refresh_credit().';
+
+CREATE TRIGGER mark_credit_insert AFTER INSERT ON gmv.training_image
+    REFERENCING NEW TABLE AS changed FOR EACH STATEMENT EXECUTE FUNCTION gmv.mark_training_credit();
+CREATE TRIGGER mark_credit_delete AFTER DELETE ON gmv.training_image
+    REFERENCING OLD TABLE AS changed FOR EACH STATEMENT EXECUTE FUNCTION gmv.mark_training_credit();
+CREATE TRIGGER mark_credit_update AFTER UPDATE ON gmv.training_image
+    REFERENCING OLD TABLE AS changed_before NEW TABLE AS changed
+    FOR EACH STATEMENT EXECUTE FUNCTION gmv.mark_training_credit();
+
+CREATE FUNCTION gmv.mark_calibration_credit() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO gmv.credit_dirty (kind, space_id) SELECT DISTINCT 'credit', c.space_id FROM changed AS c;
+    RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION gmv.mark_calibration_credit() IS 'Marks the whole space whose softmax temperature changed.';
+
+CREATE TRIGGER mark_credit_insert AFTER INSERT ON gmv.scheme_calibration
+    REFERENCING NEW TABLE AS changed FOR EACH STATEMENT EXECUTE FUNCTION gmv.mark_calibration_credit();
+CREATE TRIGGER mark_credit_delete AFTER DELETE ON gmv.scheme_calibration
+    REFERENCING OLD TABLE AS changed FOR EACH STATEMENT EXECUTE FUNCTION gmv.mark_calibration_credit();
+CREATE TRIGGER mark_credit_update AFTER UPDATE ON gmv.scheme_calibration
+    REFERENCING NEW TABLE AS changed FOR EACH STATEMENT EXECUTE FUNCTION gmv.mark_calibration_credit();
+
+CREATE FUNCTION gmv.mark_all_credit() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO gmv.credit_dirty (kind) VALUES ('credit'), ('images');
+    RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION gmv.mark_all_credit() IS 'Marks all credit and the image counts for gmv.refresh_credit().';
+
+CREATE TRIGGER mark_credit_all AFTER INSERT OR DELETE OR TRUNCATE ON gmv.valuation_scheme
+    FOR EACH STATEMENT EXECUTE FUNCTION gmv.mark_all_credit();
+
+CREATE FUNCTION gmv.mark_scheme_credit() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    -- Only the weight formula and temperature change credit (not the name, description or default).
+    IF EXISTS (SELECT FROM changed_before AS b JOIN changed AS a USING (scheme_id)
+               WHERE (b.formula, b.temperature) IS DISTINCT FROM (a.formula, a.temperature)) THEN
+        INSERT INTO gmv.credit_dirty (kind) VALUES ('credit');
+    END IF;
+    RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION gmv.mark_scheme_credit() IS 'Marks all credit when a scheme''s formula or temperature changes.';
+
+CREATE TRIGGER mark_credit_update AFTER UPDATE ON gmv.valuation_scheme
+    REFERENCING OLD TABLE AS changed_before NEW TABLE AS changed
+    FOR EACH STATEMENT EXECUTE FUNCTION gmv.mark_scheme_credit();
+CREATE TRIGGER mark_credit_truncate AFTER TRUNCATE ON gmv.match
+    FOR EACH STATEMENT EXECUTE FUNCTION gmv.mark_all_credit();
+CREATE TRIGGER mark_credit_truncate AFTER TRUNCATE ON gmv.generated_image
+    FOR EACH STATEMENT EXECUTE FUNCTION gmv.mark_all_credit();
+CREATE TRIGGER mark_credit_truncate AFTER TRUNCATE ON gmv.training_image
+    FOR EACH STATEMENT EXECUTE FUNCTION gmv.mark_all_credit();
+CREATE TRIGGER mark_credit_truncate AFTER TRUNCATE ON gmv.embedding_space
+    FOR EACH STATEMENT EXECUTE FUNCTION gmv.mark_all_credit();
+
+-- Recomputes what gmv.credit_dirty marks, in the caller's transaction (gmv value refresh). One refresh
+-- at a time (advisory lock 0x637264 "crd"; gmv_sql/db/locks.py CREDIT): a second one queues, then finds
+-- nothing left to do. Marks written by transactions that commit meanwhile stay for the next refresh.
+-- Returns what it did: slices recomputed (NULL after a full recompute), credit rows written, whether it
+-- recomputed everything and the image counts.
+CREATE FUNCTION gmv.refresh_credit(
+    OUT slices integer, OUT full_recompute boolean, OUT image_counts boolean, OUT credit_rows bigint
+)
+LANGUAGE plpgsql AS $$
+DECLARE
+    mark record;
+    condition text;
+    n bigint;
+BEGIN
+    PERFORM pg_advisory_xact_lock(6517348, 0);
+    DROP TABLE IF EXISTS pg_temp.credit_claim, pg_temp.credit_touched, pg_temp.credit_count_change,
+        pg_temp.owner_credit_before;
+    CREATE TEMP TABLE credit_claim ON COMMIT DROP AS
+    WITH claimed AS (DELETE FROM gmv.credit_dirty RETURNING kind, space_id, period)
+    SELECT DISTINCT kind, space_id, period FROM claimed;
+    full_recompute := EXISTS (SELECT FROM credit_claim WHERE kind = 'credit' AND space_id IS NULL AND period IS NULL);
+    image_counts := EXISTS (SELECT FROM credit_claim WHERE kind = 'images');
+    slices := 0;
+    credit_rows := 0;
+
+    IF full_recompute THEN
+        slices := NULL;
+        DELETE FROM gmv.training_credit_monthly;
+        INSERT INTO gmv.training_credit_monthly
+            (space_id, scheme_id, period, training_id, owner_id, license_id, value, n_matches)
+        SELECT a.space_id, a.scheme_id, a.period, a.training_id, t.owner_id, t.license_id, a.value, a.n_matches
+        FROM (SELECT space_id, scheme_id, period, training_id, sum(quality * weight) AS value, count(*) AS n_matches
+              FROM gmv.match_weight
+              GROUP BY space_id, scheme_id, period, training_id) AS a
+        JOIN gmv.training_image AS t USING (training_id);
+        DELETE FROM gmv.training_credit;
+        INSERT INTO gmv.training_credit (space_id, scheme_id, training_id, owner_id, license_id, value, n_matches)
+        SELECT space_id, scheme_id, training_id, owner_id, license_id, sum(value), sum(n_matches)
+        FROM gmv.training_credit_monthly
+        GROUP BY space_id, scheme_id, training_id, owner_id, license_id;
+        GET DIAGNOSTICS credit_rows = ROW_COUNT;
+        DELETE FROM gmv.owner_credit_monthly;
+        INSERT INTO gmv.owner_credit_monthly (space_id, scheme_id, owner_id, license_id, period, value, n_matches)
+        SELECT space_id, scheme_id, owner_id, license_id, period, sum(value), sum(n_matches)
+        FROM gmv.training_credit_monthly
+        GROUP BY space_id, scheme_id, owner_id, license_id, period;
+        DELETE FROM gmv.owner_credit;
+        INSERT INTO gmv.owner_credit (space_id, scheme_id, owner_id, license_id, value, n_matches, n_images)
+        SELECT space_id, scheme_id, owner_id, license_id, sum(value), sum(n_matches), count(*)
+        FROM gmv.training_credit
+        GROUP BY space_id, scheme_id, owner_id, license_id;
+    ELSE
+        CREATE TEMP TABLE credit_touched (space_id integer, scheme_id integer, training_id bigint) ON COMMIT DROP;
+        FOR mark IN SELECT space_id, period FROM credit_claim WHERE kind = 'credit' ORDER BY space_id, period LOOP
+            -- Literals, not parameters: the planner then pushes space and period below the windows of
+            -- gmv.match_weight (partitioned by both) and reads only the slice.
+            condition := concat_ws(' AND ', 'true',
+                                   'space_id = ' || quote_literal(mark.space_id),
+                                   'period = ' || quote_literal(mark.period));
+            EXECUTE format('WITH gone AS (DELETE FROM gmv.training_credit_monthly WHERE %s '
+                           'RETURNING space_id, scheme_id, training_id) '
+                           'INSERT INTO pg_temp.credit_touched SELECT * FROM gone', condition);
+            EXECUTE format(
+                'WITH made AS ('
+                '  INSERT INTO gmv.training_credit_monthly'
+                '      (space_id, scheme_id, period, training_id, owner_id, license_id, value, n_matches)'
+                '  SELECT a.space_id, a.scheme_id, a.period, a.training_id, t.owner_id, t.license_id, a.value, a.n_matches'
+                '  FROM (SELECT space_id, scheme_id, period, training_id, sum(quality * weight) AS value,'
+                '               count(*) AS n_matches'
+                '        FROM gmv.match_weight WHERE %s'
+                '        GROUP BY space_id, scheme_id, period, training_id) AS a'
+                '  JOIN gmv.training_image AS t USING (training_id)'
+                '  RETURNING space_id, scheme_id, training_id) '
+                'INSERT INTO pg_temp.credit_touched SELECT * FROM made', condition);
+            EXECUTE format('DELETE FROM gmv.owner_credit_monthly WHERE %s', condition);
+            EXECUTE format(
+                'INSERT INTO gmv.owner_credit_monthly (space_id, scheme_id, owner_id, license_id, period, value, n_matches) '
+                'SELECT space_id, scheme_id, owner_id, license_id, period, sum(value), sum(n_matches) '
+                'FROM gmv.training_credit_monthly WHERE %s '
+                'GROUP BY space_id, scheme_id, owner_id, license_id, period', condition);
+            slices := slices + 1;
+        END LOOP;
+
+        IF slices > 0 THEN
+            -- Totals of the touched training images: the sum of their months (old rows out, new in);
+            -- each row out or in counts -1 / +1 image for its owner and licence.
+            CREATE TEMP TABLE credit_count_change ON COMMIT DROP AS
+            WITH touched AS (SELECT DISTINCT space_id, scheme_id, training_id FROM pg_temp.credit_touched),
+            gone AS (
+                DELETE FROM gmv.training_credit AS c USING touched AS t
+                WHERE c.space_id = t.space_id AND c.scheme_id = t.scheme_id AND c.training_id = t.training_id
+                RETURNING c.space_id, c.scheme_id, c.owner_id, c.license_id
+            )
+            SELECT space_id, scheme_id, owner_id, license_id, -1 AS images FROM gone;
+            WITH touched AS (SELECT DISTINCT space_id, scheme_id, training_id FROM pg_temp.credit_touched),
+            made AS (
+                INSERT INTO gmv.training_credit (space_id, scheme_id, training_id, owner_id, license_id, value, n_matches)
+                SELECT m.space_id, m.scheme_id, m.training_id, m.owner_id, m.license_id, sum(m.value), sum(m.n_matches)
+                FROM gmv.training_credit_monthly AS m
+                JOIN touched AS t
+                  ON t.space_id = m.space_id AND t.scheme_id = m.scheme_id AND t.training_id = m.training_id
+                GROUP BY m.space_id, m.scheme_id, m.training_id, m.owner_id, m.license_id
+                RETURNING space_id, scheme_id, owner_id, license_id
+            )
+            INSERT INTO pg_temp.credit_count_change SELECT space_id, scheme_id, owner_id, license_id, 1 FROM made;
+            GET DIAGNOSTICS credit_rows = ROW_COUNT;
+
+            -- Owner and licence totals of the groups touched: value from their months, images counted on.
+            CREATE TEMP TABLE owner_credit_before ON COMMIT DROP AS
+            WITH groups AS (SELECT DISTINCT space_id, scheme_id, owner_id, license_id FROM pg_temp.credit_count_change),
+            gone AS (
+                DELETE FROM gmv.owner_credit AS o USING groups AS g
+                WHERE o.space_id = g.space_id AND o.scheme_id = g.scheme_id AND o.owner_id = g.owner_id
+                  AND o.license_id = g.license_id
+                RETURNING o.space_id, o.scheme_id, o.owner_id, o.license_id, o.n_images
+            )
+            SELECT * FROM gone;
+            INSERT INTO gmv.owner_credit (space_id, scheme_id, owner_id, license_id, value, n_matches, n_images)
+            SELECT g.space_id, g.scheme_id, g.owner_id, g.license_id, v.value, v.n_matches,
+                   coalesce(b.n_images, 0) + g.images
+            FROM (SELECT space_id, scheme_id, owner_id, license_id, sum(images) AS images
+                  FROM pg_temp.credit_count_change GROUP BY space_id, scheme_id, owner_id, license_id) AS g
+            LEFT JOIN pg_temp.owner_credit_before AS b
+                   ON b.space_id = g.space_id AND b.scheme_id = g.scheme_id AND b.owner_id = g.owner_id
+                  AND b.license_id = g.license_id
+            CROSS JOIN LATERAL (
+                SELECT sum(m.value) AS value, sum(m.n_matches) AS n_matches
+                FROM gmv.owner_credit_monthly AS m
+                WHERE m.space_id = g.space_id AND m.scheme_id = g.scheme_id AND m.owner_id = g.owner_id
+                  AND m.license_id = g.license_id
+            ) AS v
+            WHERE coalesce(b.n_images, 0) + g.images > 0;
+        END IF;
+    END IF;
+
+    IF image_counts OR full_recompute THEN
+        DELETE FROM gmv.training_image_count;
+        INSERT INTO gmv.training_image_count (owner_id, license_id, n_training_images)
+        SELECT owner_id, license_id, count(*) FROM gmv.training_image GROUP BY owner_id, license_id;
+    END IF;
+
+    -- Fresh statistics when much changed (autovacuum comes later): a never-analyzed training_credit
+    -- looks empty to the planner, which then plans report.training_value's anti-join as a nested loop
+    -- over it (seconds instead of milliseconds). ANALYZE does not block readers or writers.
+    IF full_recompute OR credit_rows > 0.1 * greatest((SELECT c.reltuples FROM pg_class AS c
+                                                       WHERE c.oid = 'gmv.training_credit'::regclass), 0) THEN
+        ANALYZE gmv.training_credit_monthly, gmv.training_credit, gmv.owner_credit_monthly, gmv.owner_credit,
+            gmv.training_image_count;
+    END IF;
+END
+$$;
+COMMENT ON FUNCTION gmv.refresh_credit() IS
+    'Recomputes the credit slices gmv.credit_dirty marks (everything when marked so) and the totals they touch; run by gmv value refresh.';
