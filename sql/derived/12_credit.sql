@@ -157,8 +157,13 @@ CREATE TRIGGER mark_credit_truncate AFTER TRUNCATE ON gmv.embedding_space
 -- Recomputes what gmv.credit_dirty marks, in the caller's transaction (gmv value refresh). One refresh
 -- at a time (advisory lock 0x637264 "crd"; gmv_sql/db/locks.py CREDIT): a second one queues, then finds
 -- nothing left to do. Marks written by transactions that commit meanwhile stay for the next refresh.
--- Returns what it did: slices recomputed (NULL after a full recompute), credit rows written, whether it
--- recomputed everything and the image counts.
+--
+-- Per marked slice: the slice's credit is aggregated afresh from gmv.match_weight into a temporary
+-- table, and only the rows that differ are written (deleted, inserted): a few changed matches in a month
+-- of 100k rewrite a few thousand rows, not the month. Then the totals of the training images whose rows
+-- changed are summed again from their months, and the owner and licence totals of the slice again
+-- from its rows. Returns: marks processed (slices), whether everything was marked, whether the image
+-- counts were recounted, and the training-credit rows written.
 CREATE FUNCTION gmv.refresh_credit(
     OUT slices integer, OUT full_recompute boolean, OUT image_counts boolean, OUT credit_rows bigint
 )
@@ -166,11 +171,12 @@ LANGUAGE plpgsql AS $$
 DECLARE
     mark record;
     condition text;
-    n bigint;
+    touched bigint;
+    touched_all bigint := 0;
 BEGIN
     PERFORM pg_advisory_xact_lock(6517348, 0);
-    DROP TABLE IF EXISTS pg_temp.credit_claim, pg_temp.credit_touched, pg_temp.credit_count_change,
-        pg_temp.owner_credit_before;
+    DROP TABLE IF EXISTS pg_temp.credit_claim, pg_temp.credit_new, pg_temp.credit_touched,
+        pg_temp.credit_count_change, pg_temp.owner_credit_before;
     CREATE TEMP TABLE credit_claim ON COMMIT DROP AS
     WITH claimed AS (DELETE FROM gmv.credit_dirty RETURNING kind, space_id, period)
     SELECT DISTINCT kind, space_id, period FROM claimed;
@@ -178,118 +184,149 @@ BEGIN
     image_counts := EXISTS (SELECT FROM credit_claim WHERE kind = 'images');
     slices := 0;
     credit_rows := 0;
+    CREATE TEMP TABLE credit_touched (space_id integer, scheme_id integer, training_id bigint) ON COMMIT DROP;
 
-    IF full_recompute THEN
-        slices := NULL;
-        DELETE FROM gmv.training_credit_monthly;
-        INSERT INTO gmv.training_credit_monthly
-            (space_id, scheme_id, period, training_id, owner_id, license_id, value, n_matches)
-        SELECT a.space_id, a.scheme_id, a.period, a.training_id, t.owner_id, t.license_id, a.value, a.n_matches
-        FROM (SELECT space_id, scheme_id, period, training_id, sum(quality * weight) AS value, count(*) AS n_matches
-              FROM gmv.match_weight
-              GROUP BY space_id, scheme_id, period, training_id) AS a
-        JOIN gmv.training_image AS t USING (training_id);
+    FOR mark IN
+        SELECT c.space_id, c.period FROM credit_claim AS c
+        WHERE c.kind = 'credit'
+          -- A mark inside a wider one is done by the wider one.
+          AND NOT (full_recompute AND (c.space_id IS NOT NULL OR c.period IS NOT NULL))
+          AND NOT (c.space_id IS NOT NULL AND c.period IS NOT NULL
+                   AND EXISTS (SELECT FROM credit_claim AS w
+                               WHERE w.kind = 'credit' AND (w.space_id IS NULL) <> (w.period IS NULL)
+                                 AND (w.space_id = c.space_id OR w.period = c.period)))
+        ORDER BY c.space_id, c.period
+    LOOP
+        -- Literals, not parameters: the planner then pushes space and period below the windows of
+        -- gmv.match_weight (partitioned by both) and reads only the slice.
+        condition := concat_ws(' AND ', 'true',
+                               'space_id = ' || quote_literal(mark.space_id),
+                               'period = ' || quote_literal(mark.period));
+        DROP TABLE IF EXISTS pg_temp.credit_new;
+        -- same: the slice already holds this row as it is. (No statement below reads the table it is
+        -- writing: an anti-join against rows being inserted would rescan them.)
+        EXECUTE format(
+            'CREATE TEMP TABLE credit_new ON COMMIT DROP AS '
+            'SELECT a.space_id, a.scheme_id, a.period, a.training_id, t.owner_id, t.license_id, a.value, a.n_matches, '
+            '       coalesce(m.value = a.value AND m.n_matches = a.n_matches AND m.owner_id = t.owner_id '
+            '                AND m.license_id = t.license_id, false) AS same '
+            'FROM (SELECT space_id, scheme_id, period, training_id, sum(quality * weight) AS value, count(*) AS n_matches '
+            '      FROM gmv.match_weight WHERE %s '
+            '      GROUP BY space_id, scheme_id, period, training_id) AS a '
+            'JOIN gmv.training_image AS t USING (training_id) '
+            'LEFT JOIN gmv.training_credit_monthly AS m '
+            '       ON m.space_id = a.space_id AND m.period = a.period AND m.scheme_id = a.scheme_id '
+            '      AND m.training_id = a.training_id', condition);
+        ANALYZE pg_temp.credit_new;
+        -- Rows of the slice that are gone or differ.
+        EXECUTE format(
+            'WITH gone AS ('
+            '  DELETE FROM gmv.training_credit_monthly AS m WHERE %s AND NOT EXISTS ('
+            '    SELECT FROM pg_temp.credit_new AS n'
+            '    WHERE n.same AND n.space_id = m.space_id AND n.period = m.period AND n.scheme_id = m.scheme_id'
+            '      AND n.training_id = m.training_id)'
+            '  RETURNING m.space_id, m.scheme_id, m.training_id) '
+            'INSERT INTO pg_temp.credit_touched SELECT * FROM gone',
+            replace(replace(condition, 'space_id', 'm.space_id'), 'period', 'm.period'));
+        GET DIAGNOSTICS touched = ROW_COUNT;
+        -- Rows new or changed.
+        WITH made AS (
+            INSERT INTO gmv.training_credit_monthly
+                (space_id, scheme_id, period, training_id, owner_id, license_id, value, n_matches)
+            SELECT n.space_id, n.scheme_id, n.period, n.training_id, n.owner_id, n.license_id, n.value, n.n_matches
+            FROM pg_temp.credit_new AS n
+            WHERE NOT n.same
+            RETURNING space_id, scheme_id, training_id
+        )
+        INSERT INTO pg_temp.credit_touched SELECT * FROM made;
+        GET DIAGNOSTICS credit_rows = ROW_COUNT;
+        touched := touched + credit_rows;
+        touched_all := touched_all + touched;
+        IF touched > 0 THEN
+            -- The slice's owner and licence credit, summed again from its rows (exact, per month).
+            EXECUTE format('DELETE FROM gmv.owner_credit_monthly WHERE %s', condition);
+            INSERT INTO gmv.owner_credit_monthly (space_id, scheme_id, owner_id, license_id, period, value, n_matches)
+            SELECT space_id, scheme_id, owner_id, license_id, period, sum(value), sum(n_matches)
+            FROM pg_temp.credit_new
+            GROUP BY space_id, scheme_id, owner_id, license_id, period;
+        END IF;
+        slices := slices + 1;
+    END LOOP;
+    DROP TABLE IF EXISTS pg_temp.credit_new;
+    credit_rows := 0;
+
+    -- Everything marked and much changed (a first refresh, a new scheme): every total, summed again
+    -- from the months; else the totals of the touched training images only.
+    IF full_recompute AND touched_all > 0.2 * greatest((SELECT c.reltuples FROM pg_class AS c
+                                                        WHERE c.oid = 'gmv.training_credit_monthly'::regclass), 0) THEN
         DELETE FROM gmv.training_credit;
         INSERT INTO gmv.training_credit (space_id, scheme_id, training_id, owner_id, license_id, value, n_matches)
         SELECT space_id, scheme_id, training_id, owner_id, license_id, sum(value), sum(n_matches)
         FROM gmv.training_credit_monthly
         GROUP BY space_id, scheme_id, training_id, owner_id, license_id;
         GET DIAGNOSTICS credit_rows = ROW_COUNT;
-        DELETE FROM gmv.owner_credit_monthly;
-        INSERT INTO gmv.owner_credit_monthly (space_id, scheme_id, owner_id, license_id, period, value, n_matches)
-        SELECT space_id, scheme_id, owner_id, license_id, period, sum(value), sum(n_matches)
-        FROM gmv.training_credit_monthly
-        GROUP BY space_id, scheme_id, owner_id, license_id, period;
         DELETE FROM gmv.owner_credit;
         INSERT INTO gmv.owner_credit (space_id, scheme_id, owner_id, license_id, value, n_matches, n_images)
-        SELECT space_id, scheme_id, owner_id, license_id, sum(value), sum(n_matches), count(*)
-        FROM gmv.training_credit
-        GROUP BY space_id, scheme_id, owner_id, license_id;
-    ELSE
-        CREATE TEMP TABLE credit_touched (space_id integer, scheme_id integer, training_id bigint) ON COMMIT DROP;
-        FOR mark IN SELECT space_id, period FROM credit_claim WHERE kind = 'credit' ORDER BY space_id, period LOOP
-            -- Literals, not parameters: the planner then pushes space and period below the windows of
-            -- gmv.match_weight (partitioned by both) and reads only the slice.
-            condition := concat_ws(' AND ', 'true',
-                                   'space_id = ' || quote_literal(mark.space_id),
-                                   'period = ' || quote_literal(mark.period));
-            EXECUTE format('WITH gone AS (DELETE FROM gmv.training_credit_monthly WHERE %s '
-                           'RETURNING space_id, scheme_id, training_id) '
-                           'INSERT INTO pg_temp.credit_touched SELECT * FROM gone', condition);
-            EXECUTE format(
-                'WITH made AS ('
-                '  INSERT INTO gmv.training_credit_monthly'
-                '      (space_id, scheme_id, period, training_id, owner_id, license_id, value, n_matches)'
-                '  SELECT a.space_id, a.scheme_id, a.period, a.training_id, t.owner_id, t.license_id, a.value, a.n_matches'
-                '  FROM (SELECT space_id, scheme_id, period, training_id, sum(quality * weight) AS value,'
-                '               count(*) AS n_matches'
-                '        FROM gmv.match_weight WHERE %s'
-                '        GROUP BY space_id, scheme_id, period, training_id) AS a'
-                '  JOIN gmv.training_image AS t USING (training_id)'
-                '  RETURNING space_id, scheme_id, training_id) '
-                'INSERT INTO pg_temp.credit_touched SELECT * FROM made', condition);
-            EXECUTE format('DELETE FROM gmv.owner_credit_monthly WHERE %s', condition);
-            EXECUTE format(
-                'INSERT INTO gmv.owner_credit_monthly (space_id, scheme_id, owner_id, license_id, period, value, n_matches) '
-                'SELECT space_id, scheme_id, owner_id, license_id, period, sum(value), sum(n_matches) '
-                'FROM gmv.training_credit_monthly WHERE %s '
-                'GROUP BY space_id, scheme_id, owner_id, license_id, period', condition);
-            slices := slices + 1;
-        END LOOP;
+        SELECT c.space_id, c.scheme_id, c.owner_id, c.license_id, m.value, m.n_matches, c.n_images
+        FROM (SELECT space_id, scheme_id, owner_id, license_id, count(*) AS n_images
+              FROM gmv.training_credit GROUP BY space_id, scheme_id, owner_id, license_id) AS c
+        JOIN (SELECT space_id, scheme_id, owner_id, license_id, sum(value) AS value, sum(n_matches) AS n_matches
+              FROM gmv.owner_credit_monthly GROUP BY space_id, scheme_id, owner_id, license_id) AS m
+          USING (space_id, scheme_id, owner_id, license_id);
+    ELSIF EXISTS (SELECT FROM pg_temp.credit_touched) THEN
+        -- Totals of the touched training images: the sum of their months (old rows out, new in);
+        -- each row out or in counts -1 / +1 image for its owner and licence.
+        ANALYZE pg_temp.credit_touched;
+        CREATE TEMP TABLE credit_count_change ON COMMIT DROP AS
+        WITH touched AS (SELECT DISTINCT space_id, scheme_id, training_id FROM pg_temp.credit_touched),
+        gone AS (
+            DELETE FROM gmv.training_credit AS c USING touched AS t
+            WHERE c.space_id = t.space_id AND c.scheme_id = t.scheme_id AND c.training_id = t.training_id
+            RETURNING c.space_id, c.scheme_id, c.owner_id, c.license_id
+        )
+        SELECT space_id, scheme_id, owner_id, license_id, -1 AS images FROM gone;
+        WITH touched AS (SELECT DISTINCT space_id, scheme_id, training_id FROM pg_temp.credit_touched),
+        made AS (
+            INSERT INTO gmv.training_credit (space_id, scheme_id, training_id, owner_id, license_id, value, n_matches)
+            SELECT m.space_id, m.scheme_id, m.training_id, m.owner_id, m.license_id, sum(m.value), sum(m.n_matches)
+            FROM gmv.training_credit_monthly AS m
+            JOIN touched AS t
+              ON t.space_id = m.space_id AND t.scheme_id = m.scheme_id AND t.training_id = m.training_id
+            GROUP BY m.space_id, m.scheme_id, m.training_id, m.owner_id, m.license_id
+            RETURNING space_id, scheme_id, owner_id, license_id
+        )
+        INSERT INTO pg_temp.credit_count_change SELECT space_id, scheme_id, owner_id, license_id, 1 FROM made;
+        GET DIAGNOSTICS credit_rows = ROW_COUNT;
 
-        IF slices > 0 THEN
-            -- Totals of the touched training images: the sum of their months (old rows out, new in);
-            -- each row out or in counts -1 / +1 image for its owner and licence.
-            CREATE TEMP TABLE credit_count_change ON COMMIT DROP AS
-            WITH touched AS (SELECT DISTINCT space_id, scheme_id, training_id FROM pg_temp.credit_touched),
-            gone AS (
-                DELETE FROM gmv.training_credit AS c USING touched AS t
-                WHERE c.space_id = t.space_id AND c.scheme_id = t.scheme_id AND c.training_id = t.training_id
-                RETURNING c.space_id, c.scheme_id, c.owner_id, c.license_id
-            )
-            SELECT space_id, scheme_id, owner_id, license_id, -1 AS images FROM gone;
-            WITH touched AS (SELECT DISTINCT space_id, scheme_id, training_id FROM pg_temp.credit_touched),
-            made AS (
-                INSERT INTO gmv.training_credit (space_id, scheme_id, training_id, owner_id, license_id, value, n_matches)
-                SELECT m.space_id, m.scheme_id, m.training_id, m.owner_id, m.license_id, sum(m.value), sum(m.n_matches)
-                FROM gmv.training_credit_monthly AS m
-                JOIN touched AS t
-                  ON t.space_id = m.space_id AND t.scheme_id = m.scheme_id AND t.training_id = m.training_id
-                GROUP BY m.space_id, m.scheme_id, m.training_id, m.owner_id, m.license_id
-                RETURNING space_id, scheme_id, owner_id, license_id
-            )
-            INSERT INTO pg_temp.credit_count_change SELECT space_id, scheme_id, owner_id, license_id, 1 FROM made;
-            GET DIAGNOSTICS credit_rows = ROW_COUNT;
-
-            -- Owner and licence totals of the groups touched: value from their months, images counted on.
-            CREATE TEMP TABLE owner_credit_before ON COMMIT DROP AS
-            WITH groups AS (SELECT DISTINCT space_id, scheme_id, owner_id, license_id FROM pg_temp.credit_count_change),
-            gone AS (
-                DELETE FROM gmv.owner_credit AS o USING groups AS g
-                WHERE o.space_id = g.space_id AND o.scheme_id = g.scheme_id AND o.owner_id = g.owner_id
-                  AND o.license_id = g.license_id
-                RETURNING o.space_id, o.scheme_id, o.owner_id, o.license_id, o.n_images
-            )
-            SELECT * FROM gone;
-            INSERT INTO gmv.owner_credit (space_id, scheme_id, owner_id, license_id, value, n_matches, n_images)
-            SELECT g.space_id, g.scheme_id, g.owner_id, g.license_id, v.value, v.n_matches,
-                   coalesce(b.n_images, 0) + g.images
-            FROM (SELECT space_id, scheme_id, owner_id, license_id, sum(images) AS images
-                  FROM pg_temp.credit_count_change GROUP BY space_id, scheme_id, owner_id, license_id) AS g
-            LEFT JOIN pg_temp.owner_credit_before AS b
-                   ON b.space_id = g.space_id AND b.scheme_id = g.scheme_id AND b.owner_id = g.owner_id
-                  AND b.license_id = g.license_id
-            CROSS JOIN LATERAL (
-                SELECT sum(m.value) AS value, sum(m.n_matches) AS n_matches
-                FROM gmv.owner_credit_monthly AS m
-                WHERE m.space_id = g.space_id AND m.scheme_id = g.scheme_id AND m.owner_id = g.owner_id
-                  AND m.license_id = g.license_id
-            ) AS v
-            WHERE coalesce(b.n_images, 0) + g.images > 0;
-        END IF;
+        -- Owner and licence totals of the groups touched: value from their months, images counted on.
+        CREATE TEMP TABLE owner_credit_before ON COMMIT DROP AS
+        WITH groups AS (SELECT DISTINCT space_id, scheme_id, owner_id, license_id FROM pg_temp.credit_count_change),
+        gone AS (
+            DELETE FROM gmv.owner_credit AS o USING groups AS g
+            WHERE o.space_id = g.space_id AND o.scheme_id = g.scheme_id AND o.owner_id = g.owner_id
+              AND o.license_id = g.license_id
+            RETURNING o.space_id, o.scheme_id, o.owner_id, o.license_id, o.n_images
+        )
+        SELECT * FROM gone;
+        INSERT INTO gmv.owner_credit (space_id, scheme_id, owner_id, license_id, value, n_matches, n_images)
+        SELECT g.space_id, g.scheme_id, g.owner_id, g.license_id, v.value, v.n_matches,
+               coalesce(b.n_images, 0) + g.images
+        FROM (SELECT space_id, scheme_id, owner_id, license_id, sum(images) AS images
+              FROM pg_temp.credit_count_change GROUP BY space_id, scheme_id, owner_id, license_id) AS g
+        LEFT JOIN pg_temp.owner_credit_before AS b
+               ON b.space_id = g.space_id AND b.scheme_id = g.scheme_id AND b.owner_id = g.owner_id
+              AND b.license_id = g.license_id
+        CROSS JOIN LATERAL (
+            SELECT sum(m.value) AS value, sum(m.n_matches) AS n_matches
+            FROM gmv.owner_credit_monthly AS m
+            WHERE m.space_id = g.space_id AND m.scheme_id = g.scheme_id AND m.owner_id = g.owner_id
+              AND m.license_id = g.license_id
+        ) AS v
+        WHERE coalesce(b.n_images, 0) + g.images > 0;
     END IF;
 
     IF image_counts OR full_recompute THEN
+        -- (One GROUP BY over the training images: fractions of a second per million.)
         DELETE FROM gmv.training_image_count;
         INSERT INTO gmv.training_image_count (owner_id, license_id, n_training_images)
         SELECT owner_id, license_id, count(*) FROM gmv.training_image GROUP BY owner_id, license_id;
@@ -298,12 +335,15 @@ BEGIN
     -- Fresh statistics when much changed (autovacuum comes later): a never-analyzed training_credit
     -- looks empty to the planner, which then plans report.training_value's anti-join as a nested loop
     -- over it (seconds instead of milliseconds). ANALYZE does not block readers or writers.
-    IF full_recompute OR credit_rows > 0.1 * greatest((SELECT c.reltuples FROM pg_class AS c
-                                                       WHERE c.oid = 'gmv.training_credit'::regclass), 0) THEN
+    IF credit_rows > 0.1 * greatest((SELECT c.reltuples FROM pg_class AS c
+                                     WHERE c.oid = 'gmv.training_credit'::regclass), 0) THEN
         ANALYZE gmv.training_credit_monthly, gmv.training_credit, gmv.owner_credit_monthly, gmv.owner_credit,
             gmv.training_image_count;
+    END IF;
+    IF full_recompute THEN
+        slices := NULL;
     END IF;
 END
 $$;
 COMMENT ON FUNCTION gmv.refresh_credit() IS
-    'Recomputes the credit slices gmv.credit_dirty marks (everything when marked so) and the totals they touch; run by gmv value refresh.';
+    'Recomputes the credit slices gmv.credit_dirty marks (everything when marked so), writing only the rows that changed, and the totals they touch; run by gmv value refresh.';

@@ -19,12 +19,14 @@ SELECT sp.name AS space,
        l.name AS license,
        c.value,
        c.n_matches,
-       coalesce(c.value / nullif((SELECT sum(oc.value) FROM gmv.owner_credit AS oc
-                                  WHERE oc.space_id = c.space_id AND oc.scheme_id = c.scheme_id), 0), 0) AS share,
+       coalesce(c.value / nullif(total.value, 0), 0) AS share,
        l.royalty_bearing,
        t.opted_out,
        t.attributes
 FROM gmv.training_credit AS c
+JOIN (SELECT oc.space_id, oc.scheme_id, sum(oc.value) AS value
+      FROM gmv.owner_credit AS oc
+      GROUP BY oc.space_id, oc.scheme_id) AS total ON total.space_id = c.space_id AND total.scheme_id = c.scheme_id
 JOIN gmv.embedding_space AS sp ON sp.space_id = c.space_id
 JOIN gmv.valuation_scheme AS vs ON vs.scheme_id = c.scheme_id
 JOIN gmv.training_image AS t ON t.training_id = c.training_id
