@@ -14,7 +14,8 @@
 --   gmv.scheme_calibration change                 the whole space
 --   gmv.valuation_scheme formula or temperature    everything (and a new or deleted scheme)
 --   gmv.training_image owner or licence change    everything (credit moves between owners)
---   gmv.training_image insert / delete            the image counts per owner and licence
+--   gmv.training_image insert / delete            the image counts per owner and licence, rows of 0
+--   gmv.embedding_space first matched or deleted   rows of 0
 --   TRUNCATE of images, spaces or matches         everything
 
 CREATE FUNCTION gmv.credit_period(created_at timestamptz) RETURNS date
@@ -117,6 +118,25 @@ CREATE TRIGGER mark_credit_delete AFTER DELETE ON gmv.scheme_calibration
 CREATE TRIGGER mark_credit_update AFTER UPDATE ON gmv.scheme_calibration
     REFERENCING NEW TABLE AS changed FOR EACH STATEMENT EXECUTE FUNCTION gmv.mark_calibration_credit();
 
+CREATE FUNCTION gmv.mark_space_credit() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    -- A space matched for the first time (match_k set) or deleted: its rows of 0 come or go.
+    IF TG_OP = 'DELETE' OR EXISTS (SELECT FROM changed_before AS b JOIN changed AS a USING (space_id)
+                                   WHERE (b.match_k IS NULL) <> (a.match_k IS NULL)) THEN
+        INSERT INTO gmv.credit_dirty (kind) VALUES ('images');
+    END IF;
+    RETURN NULL;
+END
+$$;
+COMMENT ON FUNCTION gmv.mark_space_credit() IS 'Marks the rows of 0 credit when a space is first matched or deleted.';
+
+CREATE TRIGGER mark_credit_update AFTER UPDATE ON gmv.embedding_space
+    REFERENCING OLD TABLE AS changed_before NEW TABLE AS changed
+    FOR EACH STATEMENT EXECUTE FUNCTION gmv.mark_space_credit();
+CREATE TRIGGER mark_credit_delete AFTER DELETE ON gmv.embedding_space
+    FOR EACH STATEMENT EXECUTE FUNCTION gmv.mark_space_credit();
+
 CREATE FUNCTION gmv.mark_all_credit() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
@@ -176,7 +196,7 @@ DECLARE
 BEGIN
     PERFORM pg_advisory_xact_lock(6517348, 0);
     DROP TABLE IF EXISTS pg_temp.credit_claim, pg_temp.credit_new, pg_temp.credit_touched,
-        pg_temp.credit_count_change, pg_temp.owner_credit_before;
+        pg_temp.credit_count_change, pg_temp.owner_credit_before, pg_temp.credit_missing;
     CREATE TEMP TABLE credit_claim ON COMMIT DROP AS
     WITH claimed AS (DELETE FROM gmv.credit_dirty RETURNING kind, space_id, period)
     SELECT DISTINCT kind, space_id, period FROM claimed;
@@ -255,74 +275,114 @@ BEGIN
     DROP TABLE IF EXISTS pg_temp.credit_new;
     credit_rows := 0;
 
-    -- Everything marked and much changed (a first refresh, a new scheme): every total, summed again
-    -- from the months; else the totals of the touched training images only.
+    -- gmv.training_credit holds a row for every training image in every matched space and scheme,
+    -- 0 without credit, so that report.training_value is one join the planner can drive from an index
+    -- (a top-N by value, one image by id). Everything marked and much changed (a first refresh, a new
+    -- scheme): every total again, from the months; else the touched training images only.
     IF full_recompute AND touched_all > 0.2 * greatest((SELECT c.reltuples FROM pg_class AS c
                                                         WHERE c.oid = 'gmv.training_credit_monthly'::regclass), 0) THEN
         DELETE FROM gmv.training_credit;
         INSERT INTO gmv.training_credit (space_id, scheme_id, training_id, owner_id, license_id, value, n_matches)
-        SELECT space_id, scheme_id, training_id, owner_id, license_id, sum(value), sum(n_matches)
-        FROM gmv.training_credit_monthly
-        GROUP BY space_id, scheme_id, training_id, owner_id, license_id;
+        SELECT sp.space_id, vs.scheme_id, t.training_id, t.owner_id, t.license_id,
+               coalesce(m.value, 0), coalesce(m.n_matches, 0)
+        FROM gmv.embedding_space AS sp
+        CROSS JOIN gmv.valuation_scheme AS vs
+        CROSS JOIN gmv.training_image AS t
+        LEFT JOIN (SELECT space_id, scheme_id, training_id, sum(value) AS value, sum(n_matches) AS n_matches
+                   FROM gmv.training_credit_monthly
+                   GROUP BY space_id, scheme_id, training_id) AS m
+               ON m.space_id = sp.space_id AND m.scheme_id = vs.scheme_id AND m.training_id = t.training_id
+        WHERE sp.match_k IS NOT NULL;
         GET DIAGNOSTICS credit_rows = ROW_COUNT;
         DELETE FROM gmv.owner_credit;
         INSERT INTO gmv.owner_credit (space_id, scheme_id, owner_id, license_id, value, n_matches, n_images)
         SELECT c.space_id, c.scheme_id, c.owner_id, c.license_id, m.value, m.n_matches, c.n_images
         FROM (SELECT space_id, scheme_id, owner_id, license_id, count(*) AS n_images
-              FROM gmv.training_credit GROUP BY space_id, scheme_id, owner_id, license_id) AS c
+              FROM gmv.training_credit WHERE n_matches > 0
+              GROUP BY space_id, scheme_id, owner_id, license_id) AS c
         JOIN (SELECT space_id, scheme_id, owner_id, license_id, sum(value) AS value, sum(n_matches) AS n_matches
               FROM gmv.owner_credit_monthly GROUP BY space_id, scheme_id, owner_id, license_id) AS m
           USING (space_id, scheme_id, owner_id, license_id);
-    ELSIF EXISTS (SELECT FROM pg_temp.credit_touched) THEN
-        -- Totals of the touched training images: the sum of their months (old rows out, new in);
-        -- each row out or in counts -1 / +1 image for its owner and licence.
-        ANALYZE pg_temp.credit_touched;
-        CREATE TEMP TABLE credit_count_change ON COMMIT DROP AS
-        WITH touched AS (SELECT DISTINCT space_id, scheme_id, training_id FROM pg_temp.credit_touched),
-        gone AS (
-            DELETE FROM gmv.training_credit AS c USING touched AS t
-            WHERE c.space_id = t.space_id AND c.scheme_id = t.scheme_id AND c.training_id = t.training_id
-            RETURNING c.space_id, c.scheme_id, c.owner_id, c.license_id
-        )
-        SELECT space_id, scheme_id, owner_id, license_id, -1 AS images FROM gone;
-        WITH touched AS (SELECT DISTINCT space_id, scheme_id, training_id FROM pg_temp.credit_touched),
-        made AS (
-            INSERT INTO gmv.training_credit (space_id, scheme_id, training_id, owner_id, license_id, value, n_matches)
-            SELECT m.space_id, m.scheme_id, m.training_id, m.owner_id, m.license_id, sum(m.value), sum(m.n_matches)
-            FROM gmv.training_credit_monthly AS m
-            JOIN touched AS t
-              ON t.space_id = m.space_id AND t.scheme_id = m.scheme_id AND t.training_id = m.training_id
-            GROUP BY m.space_id, m.scheme_id, m.training_id, m.owner_id, m.license_id
-            RETURNING space_id, scheme_id, owner_id, license_id
-        )
-        INSERT INTO pg_temp.credit_count_change SELECT space_id, scheme_id, owner_id, license_id, 1 FROM made;
-        GET DIAGNOSTICS credit_rows = ROW_COUNT;
+    ELSE
+        IF EXISTS (SELECT FROM pg_temp.credit_touched) THEN
+            -- Totals of the touched training images: the sum of their months (old rows out, new in);
+            -- each credited row out or in counts -1 / +1 image for its owner and licence.
+            ANALYZE pg_temp.credit_touched;
+            CREATE TEMP TABLE credit_count_change ON COMMIT DROP AS
+            WITH touched AS (SELECT DISTINCT space_id, scheme_id, training_id FROM pg_temp.credit_touched),
+            gone AS (
+                DELETE FROM gmv.training_credit AS c USING touched AS t
+                WHERE c.space_id = t.space_id AND c.scheme_id = t.scheme_id AND c.training_id = t.training_id
+                RETURNING c.space_id, c.scheme_id, c.owner_id, c.license_id, c.n_matches
+            )
+            SELECT space_id, scheme_id, owner_id, license_id, -1 AS images FROM gone WHERE n_matches > 0;
+            WITH touched AS (SELECT DISTINCT space_id, scheme_id, training_id FROM pg_temp.credit_touched),
+            made AS (
+                INSERT INTO gmv.training_credit (space_id, scheme_id, training_id, owner_id, license_id, value, n_matches)
+                SELECT tt.space_id, tt.scheme_id, tt.training_id, t.owner_id, t.license_id,
+                       coalesce(sum(m.value), 0), coalesce(sum(m.n_matches), 0)
+                FROM touched AS tt
+                JOIN gmv.training_image AS t ON t.training_id = tt.training_id
+                JOIN gmv.embedding_space AS sp ON sp.space_id = tt.space_id AND sp.match_k IS NOT NULL
+                JOIN gmv.valuation_scheme AS vs ON vs.scheme_id = tt.scheme_id
+                LEFT JOIN gmv.training_credit_monthly AS m
+                       ON m.space_id = tt.space_id AND m.scheme_id = tt.scheme_id AND m.training_id = tt.training_id
+                GROUP BY tt.space_id, tt.scheme_id, tt.training_id, t.owner_id, t.license_id
+                RETURNING space_id, scheme_id, owner_id, license_id, n_matches
+            )
+            INSERT INTO pg_temp.credit_count_change
+            SELECT space_id, scheme_id, owner_id, license_id, 1 FROM made WHERE n_matches > 0;
+            GET DIAGNOSTICS credit_rows = ROW_COUNT;
 
-        -- Owner and licence totals of the groups touched: value from their months, images counted on.
-        CREATE TEMP TABLE owner_credit_before ON COMMIT DROP AS
-        WITH groups AS (SELECT DISTINCT space_id, scheme_id, owner_id, license_id FROM pg_temp.credit_count_change),
-        gone AS (
-            DELETE FROM gmv.owner_credit AS o USING groups AS g
-            WHERE o.space_id = g.space_id AND o.scheme_id = g.scheme_id AND o.owner_id = g.owner_id
-              AND o.license_id = g.license_id
-            RETURNING o.space_id, o.scheme_id, o.owner_id, o.license_id, o.n_images
-        )
-        SELECT * FROM gone;
-        INSERT INTO gmv.owner_credit (space_id, scheme_id, owner_id, license_id, value, n_matches, n_images)
-        SELECT g.space_id, g.scheme_id, g.owner_id, g.license_id, v.value, v.n_matches,
-               coalesce(b.n_images, 0) + g.images
-        FROM (SELECT space_id, scheme_id, owner_id, license_id, sum(images) AS images
-              FROM pg_temp.credit_count_change GROUP BY space_id, scheme_id, owner_id, license_id) AS g
-        LEFT JOIN pg_temp.owner_credit_before AS b
-               ON b.space_id = g.space_id AND b.scheme_id = g.scheme_id AND b.owner_id = g.owner_id
-              AND b.license_id = g.license_id
-        CROSS JOIN LATERAL (
-            SELECT sum(m.value) AS value, sum(m.n_matches) AS n_matches
-            FROM gmv.owner_credit_monthly AS m
-            WHERE m.space_id = g.space_id AND m.scheme_id = g.scheme_id AND m.owner_id = g.owner_id
-              AND m.license_id = g.license_id
-        ) AS v
-        WHERE coalesce(b.n_images, 0) + g.images > 0;
+            -- Owner and licence totals of the groups touched: value from their months, images counted on.
+            CREATE TEMP TABLE owner_credit_before ON COMMIT DROP AS
+            WITH groups AS (SELECT DISTINCT space_id, scheme_id, owner_id, license_id FROM pg_temp.credit_count_change),
+            gone AS (
+                DELETE FROM gmv.owner_credit AS o USING groups AS g
+                WHERE o.space_id = g.space_id AND o.scheme_id = g.scheme_id AND o.owner_id = g.owner_id
+                  AND o.license_id = g.license_id
+                RETURNING o.space_id, o.scheme_id, o.owner_id, o.license_id, o.n_images
+            )
+            SELECT * FROM gone;
+            INSERT INTO gmv.owner_credit (space_id, scheme_id, owner_id, license_id, value, n_matches, n_images)
+            SELECT g.space_id, g.scheme_id, g.owner_id, g.license_id, v.value, v.n_matches,
+                   coalesce(b.n_images, 0) + g.images
+            FROM (SELECT space_id, scheme_id, owner_id, license_id, sum(images) AS images
+                  FROM pg_temp.credit_count_change GROUP BY space_id, scheme_id, owner_id, license_id) AS g
+            LEFT JOIN pg_temp.owner_credit_before AS b
+                   ON b.space_id = g.space_id AND b.scheme_id = g.scheme_id AND b.owner_id = g.owner_id
+                  AND b.license_id = g.license_id
+            CROSS JOIN LATERAL (
+                SELECT sum(m.value) AS value, sum(m.n_matches) AS n_matches
+                FROM gmv.owner_credit_monthly AS m
+                WHERE m.space_id = g.space_id AND m.scheme_id = g.scheme_id AND m.owner_id = g.owner_id
+                  AND m.license_id = g.license_id
+            ) AS v
+            WHERE coalesce(b.n_images, 0) + g.images > 0;
+        END IF;
+        IF image_counts THEN
+            -- Images, spaces or schemes came or went: rows for those that have none (0), none for
+            -- those gone. (Credited rows of a deleted image went above: its matches went with it.)
+            DELETE FROM gmv.training_credit AS c
+            WHERE NOT EXISTS (SELECT FROM gmv.training_image AS t WHERE t.training_id = c.training_id)
+               OR NOT EXISTS (SELECT FROM gmv.embedding_space AS sp
+                              WHERE sp.space_id = c.space_id AND sp.match_k IS NOT NULL)
+               OR NOT EXISTS (SELECT FROM gmv.valuation_scheme AS vs WHERE vs.scheme_id = c.scheme_id);
+            DROP TABLE IF EXISTS pg_temp.credit_missing;
+            CREATE TEMP TABLE credit_missing ON COMMIT DROP AS
+            SELECT sp.space_id, vs.scheme_id, t.training_id, t.owner_id, t.license_id
+            FROM gmv.embedding_space AS sp
+            CROSS JOIN gmv.valuation_scheme AS vs
+            CROSS JOIN gmv.training_image AS t
+            WHERE sp.match_k IS NOT NULL
+              AND NOT EXISTS (SELECT FROM gmv.training_credit AS c
+                              WHERE c.space_id = sp.space_id AND c.scheme_id = vs.scheme_id
+                                AND c.training_id = t.training_id);
+            INSERT INTO gmv.training_credit (space_id, scheme_id, training_id, owner_id, license_id, value, n_matches)
+            SELECT space_id, scheme_id, training_id, owner_id, license_id, 0, 0 FROM pg_temp.credit_missing;
+            GET DIAGNOSTICS touched = ROW_COUNT;
+            credit_rows := credit_rows + touched;
+        END IF;
     END IF;
 
     IF image_counts OR full_recompute THEN

@@ -27,7 +27,8 @@ SELECT EXISTS (SELECT FROM gmv.credit_dirty WHERE kind = 'images')
 
 -- name: credit_summary
 -- What the refresh produced, per space and scheme: images credited and total credit (= sum of q_j).
-SELECT sp.name AS space, vs.name AS scheme, count(*) AS training_images, sum(c.value) AS total_credit
+SELECT sp.name AS space, vs.name AS scheme, count(*) FILTER (WHERE c.n_matches > 0) AS training_images,
+       sum(c.value) AS total_credit
 FROM gmv.training_credit AS c
 JOIN gmv.embedding_space AS sp USING (space_id)
 JOIN gmv.valuation_scheme AS vs USING (scheme_id)

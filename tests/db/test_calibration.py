@@ -57,7 +57,7 @@ def _credit(conn, space_id, scheme="softmax_calibrated") -> dict[int, float]:
     return dict(
         conn.execute(
             "SELECT c.training_id, c.value FROM gmv.training_credit c JOIN gmv.valuation_scheme s USING (scheme_id) "
-            "WHERE c.space_id = %s AND s.name = %s",
+            "WHERE c.space_id = %s AND s.name = %s AND c.n_matches > 0",
             (space_id, scheme),
         ).fetchall()
     )

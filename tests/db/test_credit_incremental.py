@@ -199,7 +199,7 @@ def test_owner_change_and_new_images_are_counted(conn, world):
         "SELECT owner, value, n_images FROM report.owner_value WHERE scheme = 'uniform' ORDER BY owner"
     ).fetchall()
     expected = conn.execute(
-        "SELECT o.name, coalesce(sum(c.value), 0), count(c.training_id) FROM gmv.owner o "
+        "SELECT o.name, coalesce(sum(c.value), 0), count(c.training_id) FILTER (WHERE c.n_matches > 0) FROM gmv.owner o "
         "JOIN gmv.training_image t USING (owner_id) LEFT JOIN gmv.training_credit c ON c.training_id = t.training_id "
         "AND c.scheme_id = (SELECT scheme_id FROM gmv.valuation_scheme WHERE name = 'uniform') GROUP BY o.name ORDER BY 1"
     ).fetchall()

@@ -61,7 +61,7 @@ def _check_against_numpy(conn, space_id: int) -> None:
         (scheme, t): v
         for scheme, t, v in conn.execute(
             "SELECT vs.name, c.training_id, c.value FROM gmv.training_credit c "
-            "JOIN gmv.valuation_scheme vs USING (scheme_id) WHERE c.space_id = %s",
+            "JOIN gmv.valuation_scheme vs USING (scheme_id) WHERE c.space_id = %s AND c.n_matches > 0",
             (space_id,),
         )
     }

@@ -5,10 +5,10 @@ CREATE SCHEMA report;
 COMMENT ON SCHEMA report IS 'gmv_sql results for analysts and BI tools (read-only role gmv_reader).';
 
 -- Every training image appears for every matched space and scheme, with value 0 when nothing
--- matched it: a zero is an answer (and the membership audit needs it). Two branches, so that a filter
--- on training_id, space or scheme and an ORDER BY value … LIMIT reach the indexes of the credit
--- tables: the credited images (gmv.training_credit) and, with value 0, those it has no row for.
--- share divides by the stored total of the space and scheme (no window over every image).
+-- matched it: a zero is an answer (and the membership audit needs it). gmv.training_credit holds
+-- those rows of 0 too (gmv.refresh_credit()), so that this is one join: a filter on training_id, space
+-- or scheme and an ORDER BY value … LIMIT reach its indexes. share divides by the stored total of the
+-- space and scheme (no window over every image).
 CREATE VIEW report.training_value AS
 SELECT sp.name AS space,
        vs.name AS scheme,
@@ -24,37 +24,15 @@ SELECT sp.name AS space,
        t.opted_out,
        t.attributes
 FROM gmv.training_credit AS c
-JOIN (SELECT oc.space_id, oc.scheme_id, sum(oc.value) AS value
-      FROM gmv.owner_credit AS oc
-      GROUP BY oc.space_id, oc.scheme_id) AS total ON total.space_id = c.space_id AND total.scheme_id = c.scheme_id
 JOIN gmv.embedding_space AS sp ON sp.space_id = c.space_id
 JOIN gmv.valuation_scheme AS vs ON vs.scheme_id = c.scheme_id
 JOIN gmv.training_image AS t ON t.training_id = c.training_id
 JOIN gmv.owner AS o ON o.owner_id = t.owner_id
 JOIN gmv.license AS l ON l.license_id = t.license_id
-WHERE sp.match_k IS NOT NULL
-UNION ALL
-SELECT sp.name,
-       vs.name,
-       t.training_id,
-       t.uri,
-       t.sha256,
-       o.name,
-       l.name,
-       0::double precision,
-       0::bigint,
-       0::double precision,
-       l.royalty_bearing,
-       t.opted_out,
-       t.attributes
-FROM gmv.embedding_space AS sp
-CROSS JOIN gmv.valuation_scheme AS vs
-CROSS JOIN gmv.training_image AS t
-JOIN gmv.owner AS o ON o.owner_id = t.owner_id
-JOIN gmv.license AS l ON l.license_id = t.license_id
-WHERE sp.match_k IS NOT NULL
-  AND NOT EXISTS (SELECT FROM gmv.training_credit AS c
-                  WHERE c.space_id = sp.space_id AND c.scheme_id = vs.scheme_id AND c.training_id = t.training_id);
+LEFT JOIN (SELECT oc.space_id, oc.scheme_id, sum(oc.value) AS value
+           FROM gmv.owner_credit AS oc
+           GROUP BY oc.space_id, oc.scheme_id) AS total ON total.space_id = c.space_id AND total.scheme_id = c.scheme_id
+WHERE sp.match_k IS NOT NULL;
 COMMENT ON VIEW report.training_value IS
     'Value (GMValuator credit) of each training image per embedding space and valuation scheme; share = value / total of the space and scheme. Values add up to the sum of generated images'' quality.';
 
