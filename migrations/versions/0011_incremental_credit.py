@@ -1,7 +1,8 @@
 """Credit in plain tables kept incrementally, instead of materialized views refreshed CONCURRENTLY.
 
 gmv.training_credit and gmv.training_credit_monthly become tables (same names and columns, plus the
-image's owner_id and license_id), with three more kept beside them:
+image's owner_id and license_id; training_credit also the space's and scheme's names, and a row of 0
+for every training image never matched), with three more kept beside them:
 - gmv.owner_credit_monthly, gmv.owner_credit: credit per owner and licence (per month, in total; n_images
   counts the owner's credited images), so report.owner_value, report.license_value and
   report.royalty_statement read a few rows per owner instead of one per training image;
@@ -67,11 +68,15 @@ CREATE TABLE gmv.training_credit (
     license_id   bigint NOT NULL,
     value        double precision NOT NULL,
     n_matches    bigint NOT NULL,
+    space        text NOT NULL,
+    scheme       text NOT NULL,
     PRIMARY KEY (space_id, scheme_id, training_id)
 ) WITH (vacuum_truncate = false);
+-- Top-N by value, of one space and scheme (the names, as report.training_value is filtered) or of all.
+CREATE INDEX training_credit_top_idx ON gmv.training_credit (space, scheme, value DESC);
 CREATE INDEX training_credit_value_idx ON gmv.training_credit (value DESC);
 COMMENT ON TABLE gmv.training_credit IS
-    'value_i = sum over generated j of q_j * w(rank of i in j), per space and scheme (the sum of its months). Kept by gmv value refresh.';
+    'value_i = sum over generated j of q_j * w(rank of i in j), per space and scheme (the sum of its months), 0 for every training image never matched; space, scheme: the names, for report.training_value. Kept by gmv value refresh.';
 
 CREATE TABLE gmv.owner_credit_monthly (
     space_id    integer NOT NULL,

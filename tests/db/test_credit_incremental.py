@@ -208,3 +208,14 @@ def test_owner_change_and_new_images_are_counted(conn, world):
 
 def test_every_credit_table_is_listed(conn):
     assert set(KEYS) | {"credit_dirty"} == set(CREDIT_TABLES)
+
+
+def test_a_renamed_space_or_scheme_shows_its_new_name(conn, world):
+    conn.execute(
+        "UPDATE gmv.embedding_space SET name = 'renamed' WHERE space_id = %s", (world["space"].space_id,)
+    )
+    conn.execute("UPDATE gmv.valuation_scheme SET name = 'linear' WHERE name = 'rank_linear'")
+    refresh(conn)
+    names = conn.execute("SELECT DISTINCT space, scheme FROM report.training_value ORDER BY 2").fetchall()
+    assert ("renamed", "linear") in names and all(space == "renamed" for space, _ in names)
+    assert not [s for _, s in names if s == "rank_linear"]

@@ -121,10 +121,15 @@ CREATE TRIGGER mark_credit_update AFTER UPDATE ON gmv.scheme_calibration
 CREATE FUNCTION gmv.mark_space_credit() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
-    -- A space matched for the first time (match_k set) or deleted: its rows of 0 come or go.
+    -- A space matched for the first time (match_k set) or deleted: its rows of 0 come or go. Renamed:
+    -- gmv.training_credit keeps the name (report.training_value filters and sorts on its index).
     IF TG_OP = 'DELETE' OR EXISTS (SELECT FROM changed_before AS b JOIN changed AS a USING (space_id)
                                    WHERE (b.match_k IS NULL) <> (a.match_k IS NULL)) THEN
         INSERT INTO gmv.credit_dirty (kind) VALUES ('images');
+    END IF;
+    IF TG_OP = 'UPDATE' AND EXISTS (SELECT FROM changed_before AS b JOIN changed AS a USING (space_id)
+                                    WHERE b.name <> a.name) THEN
+        INSERT INTO gmv.credit_dirty (kind) VALUES ('credit');
     END IF;
     RETURN NULL;
 END
@@ -152,9 +157,10 @@ CREATE TRIGGER mark_credit_all AFTER INSERT OR DELETE OR TRUNCATE ON gmv.valuati
 CREATE FUNCTION gmv.mark_scheme_credit() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
-    -- Only the weight formula and temperature change credit (not the name, description or default).
+    -- The weight formula and temperature change credit (and the name, kept in gmv.training_credit);
+    -- the description or the default do not.
     IF EXISTS (SELECT FROM changed_before AS b JOIN changed AS a USING (scheme_id)
-               WHERE (b.formula, b.temperature) IS DISTINCT FROM (a.formula, a.temperature)) THEN
+               WHERE (b.formula, b.temperature, b.name) IS DISTINCT FROM (a.formula, a.temperature, a.name)) THEN
         INSERT INTO gmv.credit_dirty (kind) VALUES ('credit');
     END IF;
     RETURN NULL;
@@ -282,9 +288,10 @@ BEGIN
     IF full_recompute AND touched_all > 0.2 * greatest((SELECT c.reltuples FROM pg_class AS c
                                                         WHERE c.oid = 'gmv.training_credit_monthly'::regclass), 0) THEN
         DELETE FROM gmv.training_credit;
-        INSERT INTO gmv.training_credit (space_id, scheme_id, training_id, owner_id, license_id, value, n_matches)
+        INSERT INTO gmv.training_credit
+            (space_id, scheme_id, training_id, owner_id, license_id, value, n_matches, space, scheme)
         SELECT sp.space_id, vs.scheme_id, t.training_id, t.owner_id, t.license_id,
-               coalesce(m.value, 0), coalesce(m.n_matches, 0)
+               coalesce(m.value, 0), coalesce(m.n_matches, 0), sp.name, vs.name
         FROM gmv.embedding_space AS sp
         CROSS JOIN gmv.valuation_scheme AS vs
         CROSS JOIN gmv.training_image AS t
@@ -318,16 +325,17 @@ BEGIN
             SELECT space_id, scheme_id, owner_id, license_id, -1 AS images FROM gone WHERE n_matches > 0;
             WITH touched AS (SELECT DISTINCT space_id, scheme_id, training_id FROM pg_temp.credit_touched),
             made AS (
-                INSERT INTO gmv.training_credit (space_id, scheme_id, training_id, owner_id, license_id, value, n_matches)
+                INSERT INTO gmv.training_credit
+                    (space_id, scheme_id, training_id, owner_id, license_id, value, n_matches, space, scheme)
                 SELECT tt.space_id, tt.scheme_id, tt.training_id, t.owner_id, t.license_id,
-                       coalesce(sum(m.value), 0), coalesce(sum(m.n_matches), 0)
+                       coalesce(sum(m.value), 0), coalesce(sum(m.n_matches), 0), sp.name, vs.name
                 FROM touched AS tt
                 JOIN gmv.training_image AS t ON t.training_id = tt.training_id
                 JOIN gmv.embedding_space AS sp ON sp.space_id = tt.space_id AND sp.match_k IS NOT NULL
                 JOIN gmv.valuation_scheme AS vs ON vs.scheme_id = tt.scheme_id
                 LEFT JOIN gmv.training_credit_monthly AS m
                        ON m.space_id = tt.space_id AND m.scheme_id = tt.scheme_id AND m.training_id = tt.training_id
-                GROUP BY tt.space_id, tt.scheme_id, tt.training_id, t.owner_id, t.license_id
+                GROUP BY tt.space_id, tt.scheme_id, tt.training_id, t.owner_id, t.license_id, sp.name, vs.name
                 RETURNING space_id, scheme_id, owner_id, license_id, n_matches
             )
             INSERT INTO pg_temp.credit_count_change
@@ -370,7 +378,7 @@ BEGIN
                OR NOT EXISTS (SELECT FROM gmv.valuation_scheme AS vs WHERE vs.scheme_id = c.scheme_id);
             DROP TABLE IF EXISTS pg_temp.credit_missing;
             CREATE TEMP TABLE credit_missing ON COMMIT DROP AS
-            SELECT sp.space_id, vs.scheme_id, t.training_id, t.owner_id, t.license_id
+            SELECT sp.space_id, vs.scheme_id, t.training_id, t.owner_id, t.license_id, sp.name AS space, vs.name AS scheme
             FROM gmv.embedding_space AS sp
             CROSS JOIN gmv.valuation_scheme AS vs
             CROSS JOIN gmv.training_image AS t
@@ -378,8 +386,9 @@ BEGIN
               AND NOT EXISTS (SELECT FROM gmv.training_credit AS c
                               WHERE c.space_id = sp.space_id AND c.scheme_id = vs.scheme_id
                                 AND c.training_id = t.training_id);
-            INSERT INTO gmv.training_credit (space_id, scheme_id, training_id, owner_id, license_id, value, n_matches)
-            SELECT space_id, scheme_id, training_id, owner_id, license_id, 0, 0 FROM pg_temp.credit_missing;
+            INSERT INTO gmv.training_credit
+                (space_id, scheme_id, training_id, owner_id, license_id, value, n_matches, space, scheme)
+            SELECT space_id, scheme_id, training_id, owner_id, license_id, 0, 0, space, scheme FROM pg_temp.credit_missing;
             GET DIAGNOSTICS touched = ROW_COUNT;
             credit_rows := credit_rows + touched;
         END IF;

@@ -7,11 +7,11 @@ COMMENT ON SCHEMA report IS 'gmv_sql results for analysts and BI tools (read-onl
 -- Every training image appears for every matched space and scheme, with value 0 when nothing
 -- matched it: a zero is an answer (and the membership audit needs it). gmv.training_credit holds
 -- those rows of 0 too (gmv.refresh_credit()), so that this is one join: a filter on training_id, space
--- or scheme and an ORDER BY value … LIMIT reach its indexes. share divides by the stored total of the
--- space and scheme (no window over every image).
+-- or scheme and an ORDER BY value … LIMIT reach its indexes (it keeps the space's and scheme's names
+-- for that). share divides by the stored total of the space and scheme (no window over every image).
 CREATE VIEW report.training_value AS
-SELECT sp.name AS space,
-       vs.name AS scheme,
+SELECT c.space,
+       c.scheme,
        t.training_id,
        t.uri,
        t.sha256,
@@ -25,7 +25,6 @@ SELECT sp.name AS space,
        t.attributes
 FROM gmv.training_credit AS c
 JOIN gmv.embedding_space AS sp ON sp.space_id = c.space_id
-JOIN gmv.valuation_scheme AS vs ON vs.scheme_id = c.scheme_id
 JOIN gmv.training_image AS t ON t.training_id = c.training_id
 JOIN gmv.owner AS o ON o.owner_id = t.owner_id
 JOIN gmv.license AS l ON l.license_id = t.license_id
