@@ -1,8 +1,9 @@
 """Benchmark: the BI queries of issue 13 item 5 as the read-only role gmv_reader, p50 / p95 latency.
 
 Synthetic world (no vectors needed): --training images of 100 owners, --generated images over six
-months, k match rows each in one space, the four valuation schemes, refreshed credit views and one
-revenue pool per month. Then, as gmv_reader (the BI role; over the server's socket, not TCP):
+months, k match rows each in one space, the valuation schemes, refreshed credit and one revenue pool
+per month. Then, as gmv_reader (the BI role) over TCP with its SCRAM password, as a BI tool connects
+(the embedded server's 127.0.0.1 listener, started with GMV_HOME in the work folder):
 
     report.owner_value        WHERE space = … AND scheme = …
     report.training_value     WHERE space = … AND scheme = … ORDER BY value DESC LIMIT 100
@@ -10,10 +11,15 @@ revenue pool per month. Then, as gmv_reader (the BI role; over the server's sock
     report.royalty_statement  WHERE period = …
 
 each run --repeats times; prints p50 / p95 and whether EXPLAIN shows a sequential scan of
-gmv.training_image for the single-image lookup.
+gmv.training_image.
+
+Then the refresh, side by side (unless --no-refresh): the plain aggregate the credit stores, the
+materialized views of migration 0010 refreshed CONCURRENTLY (re-created here as gmv_bench_old_*), and
+`gmv value refresh` (gmv.refresh_credit()) recomputing everything and after --changed of the match
+rows (all in one month) changed.
 
     python benchmarks/report.py --training 100000 --generated 10000      # a short run
-    python benchmarks/report.py --training 1000000 --generated 100000    # the issue's size
+    nice python benchmarks/report.py --training 1000000 --generated 100000    # the issue's size
 """
 
 from __future__ import annotations
@@ -31,7 +37,7 @@ REPO = Path(__file__).resolve().parent.parent
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from common import fresh_database, private_server  # noqa: E402
+from common import fresh_database  # noqa: E402
 
 QUERIES = {
     "owner_value (one space, scheme)": (
@@ -43,6 +49,7 @@ QUERIES = {
         "ORDER BY value DESC LIMIT 100",
         None,
     ),
+    "training_value WHERE training_id": ("SELECT * FROM report.training_value WHERE training_id = %s", "tid"),
     "attribution WHERE generated_id": ("SELECT * FROM report.attribution WHERE generated_id = %s", "id"),
     "royalty_statement WHERE period": (
         "SELECT * FROM report.royalty_statement WHERE period = '2026-03'",
@@ -112,6 +119,121 @@ def seq_scans_of_training(plan: dict) -> int:
     return found
 
 
+def tcp_server(workdir: Path, shared_buffers: str) -> tuple[str, str, int]:
+    """gmv's embedded server with GMV_HOME in workdir (so its TCP listener on 127.0.0.1 and SCRAM
+    pg_hba.conf, as `gmv db serve` gives BI tools); returns (admin URL over the socket, host, port)."""
+    import psycopg
+
+    from gmv_sql.db import embedded
+
+    os.environ["GMV_HOME"] = str(workdir / "gmv_home")
+    embedded.ensure_running()
+    admin = embedded._server_url(embedded._postmaster_info(embedded.pgdata_dir()), "postgres")
+    with psycopg.connect(admin, autocommit=True) as conn:
+        current = conn.execute("SHOW shared_buffers").fetchone()[0]
+        if conn.execute(
+            "SELECT pg_size_bytes(%s) <> pg_size_bytes(current_setting('shared_buffers'))", (shared_buffers,)
+        ).fetchone()[0]:
+            conn.execute(f"ALTER SYSTEM SET shared_buffers = '{shared_buffers}'")
+            print(f"# shared_buffers {current} -> {shared_buffers} (restart)", file=sys.stderr)
+            restart = True
+        else:
+            restart = False
+    if restart:
+        embedded.restart()
+        admin = embedded._server_url(embedded._postmaster_info(embedded.pgdata_dir()), "postgres")
+    host, port = embedded.tcp_address()
+    return admin, host, port
+
+
+def reader_tcp_url(url: str, host: str, port: int, dbname: str) -> str:
+    """gmv_reader over TCP with a password (set here as `gmv db up` does)."""
+    from psycopg.conninfo import make_conninfo
+
+    from gmv_sql.db import access
+    from gmv_sql.db.connect import connect
+
+    with connect(url, autocommit=True) as conn:
+        access.ensure_reader_password(conn, url, True)
+    password, _ = access.reader_password(url, True)
+    return make_conninfo(host=host, port=port, dbname=dbname, user="gmv_reader", password=password)
+
+
+# The credit of migration 0010 (materialized views refreshed CONCURRENTLY), for the comparison.
+OLD_VIEWS = {
+    "gmv_bench_old_credit": (
+        "SELECT space_id, scheme_id, training_id, sum(quality * weight) AS value, count(*) AS n_matches "
+        "FROM gmv.match_weight GROUP BY space_id, scheme_id, training_id",
+        "space_id, scheme_id, training_id",
+    ),
+    "gmv_bench_old_credit_monthly": (
+        "SELECT space_id, scheme_id, period, training_id, sum(quality * weight) AS value, count(*) AS n_matches "
+        "FROM gmv.match_weight GROUP BY space_id, scheme_id, period, training_id",
+        "space_id, scheme_id, period, training_id",
+    ),
+}
+
+
+def refresh_comparison(url: str, changed: float) -> list[tuple[str, float]]:
+    """Seconds of each way to bring credit up to date over the world's matches (one run each)."""
+    from gmv_sql.db.connect import connect
+    from gmv_sql.value.refresh import refresh
+
+    out = []
+
+    def timed(label: str, statement: str) -> None:
+        t = time.perf_counter()
+        conn.execute(statement)
+        out.append((label, time.perf_counter() - t))
+        print(f"# {label}: {out[-1][1]:.2f}s", file=sys.stderr, flush=True)
+
+    with connect(url, autocommit=True) as conn:
+        conn.execute("SET jit = off")  # as the refresh runs
+        for name, (select, _) in OLD_VIEWS.items():
+            timed(
+                f"plain aggregate ({name.removeprefix('gmv_bench_old_').replace('_', ' ')})",
+                f"SELECT count(*) FROM ({select}) AS a",
+            )
+        for name, (select, key) in OLD_VIEWS.items():
+            conn.execute(f"DROP MATERIALIZED VIEW IF EXISTS gmv.{name}")
+            conn.execute(
+                f"CREATE MATERIALIZED VIEW gmv.{name} WITH (vacuum_truncate = false) AS {select} WITH NO DATA"
+            )
+            conn.execute(f"CREATE UNIQUE INDEX ON gmv.{name} ({key})")
+            conn.execute(f"REFRESH MATERIALIZED VIEW gmv.{name}")
+        conn.execute("VACUUM ANALYZE")
+
+        def gmv_refresh(label: str) -> None:
+            t = time.perf_counter()
+            result = refresh(conn)
+            out.append((f"{label}: {result.describe().split(':')[0]}", time.perf_counter() - t))
+            print(f"# {out[-1][0]}: {out[-1][1]:.2f}s", file=sys.stderr, flush=True)
+
+        conn.execute("INSERT INTO gmv.credit_dirty (kind) VALUES ('credit'), ('images')")
+        gmv_refresh("gmv value refresh, everything marked")
+        # --changed of all match rows, all in one month: other distances (so other softmax weights).
+        n = conn.execute(
+            "WITH month AS (SELECT generated_id FROM gmv.generated_image "
+            "               WHERE gmv.credit_period(created_at) = '2026-03-01'), "
+            "picked AS (SELECT m.space_id, m.generated_id, m.rank FROM gmv.match AS m JOIN month USING (generated_id) "
+            "           ORDER BY md5(m.generated_id::text || m.rank) "
+            "           LIMIT (SELECT round(%s * count(*)) FROM gmv.match)) "
+            "UPDATE gmv.match AS m SET distance = m.distance * 1.01 FROM picked AS p "
+            "WHERE (m.space_id, m.generated_id, m.rank) = (p.space_id, p.generated_id, p.rank)",
+            (changed,),
+        ).rowcount
+        print(f"# changed {n:,} match rows in 2026-03", file=sys.stderr)
+        for name in OLD_VIEWS:
+            timed(
+                f"REFRESH MATERIALIZED VIEW CONCURRENTLY ({name}, as 0010) after the change",
+                f"REFRESH MATERIALIZED VIEW CONCURRENTLY gmv.{name}",
+            )
+        gmv_refresh(f"gmv value refresh after {n:,} matches changed in one month")
+        for name in OLD_VIEWS:
+            conn.execute(f"DROP MATERIALIZED VIEW gmv.{name}")
+    return out
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--training", type=int, default=100_000)
@@ -123,43 +245,106 @@ def main() -> None:
     p.add_argument(
         "--database-url", help="admin URL of a PostgreSQL with pgvector (default: an embedded server)"
     )
+    p.add_argument(
+        "--reader-url", help="with --database-url: how gmv_reader connects (default: as the admin URL)"
+    )
+    p.add_argument(
+        "--changed", type=float, default=0.01, help="fraction of match rows changed for the refresh"
+    )
+    p.add_argument("--no-refresh", action="store_true", help="skip the refresh comparison")
     p.add_argument("--json", type=Path)
     args = p.parse_args()
     from gmv_sql.db.commands import with_user
-    from gmv_sql.db.connect import connect
 
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="gmv_report_bench_"))
     workdir.mkdir(parents=True, exist_ok=True)
+    dbname = f"bench_report_{args.training}"
+    server = None
     if args.database_url:
-        admin = args.database_url
+        url = fresh_database(args.database_url, dbname)
+        reader = args.reader_url or with_user(url, "gmv_reader")
+        how = "as given"
     else:
-        _, admin = private_server(workdir / "pgdata", args.shared_buffers, cleanup_mode="stop")
-    url = fresh_database(admin, f"bench_report_{args.training}")
-    t0 = time.perf_counter()
-    build_world(url, args.training, args.generated, args.k)
-    print(f"# world built in {time.perf_counter() - t0:.1f}s", file=sys.stderr, flush=True)
-    reader = with_user(url, "gmv_reader")
+        from gmv_sql.db import embedded
+
+        admin, host, port = tcp_server(workdir, args.shared_buffers)
+        server = embedded
+        url = fresh_database(admin, dbname)
+        reader = reader_tcp_url(url, host, port, dbname)
+        how = f"TCP {host}:{port}, SCRAM password"
+    try:
+        t0 = time.perf_counter()
+        build_world(url, args.training, args.generated, args.k)
+        print(f"# world built in {time.perf_counter() - t0:.1f}s", file=sys.stderr, flush=True)
+        rows = bi_queries(url, reader, args.repeats)
+        load_bi = os.getloadavg()
+        refresh_rows = [] if args.no_refresh else refresh_comparison(url, args.changed)
+        load_refresh = os.getloadavg()
+    finally:
+        if server is not None:
+            server.stop()
+    print(
+        f"\n{args.training:,} training, {args.generated:,} generated, k={args.k}, as gmv_reader ({how}), "
+        f"{args.repeats} runs each; load average {load_bi[0]:.1f} / {load_bi[1]:.1f} / {load_bi[2]:.1f} "
+        f"on {os.cpu_count()} CPUs"
+    )
+    print(f"{'query':34s} {'rows':>7s} {'p50 ms':>9s} {'p95 ms':>9s}  seq scan of training_image")
+    for r in rows:
+        print(
+            f"{r['query']:34s} {r['rows']:7,d} {r['p50_ms']:9.1f} {r['p95_ms']:9.1f}  "
+            f"{'yes' if r['training_seq_scans'] else 'no'}"
+        )
+    if refresh_rows:
+        print(
+            f"\nrefresh over {args.generated * args.k:,} match rows, one run each; load average "
+            f"{load_refresh[0]:.1f} / {load_refresh[1]:.1f} / {load_refresh[2]:.1f}"
+        )
+        base = refresh_rows[0][1]
+        print(f"{'what':92s} {'seconds':>8s} {'x aggregate':>12s}")
+        for label, seconds in refresh_rows:
+            print(f"{label:92s} {seconds:8.2f} {seconds / base:12.2f}")
+    if args.json:
+        args.json.write_text(
+            json.dumps(
+                {"args": {k: str(v) for k, v in vars(args).items()}, "rows": rows, "refresh": refresh_rows},
+                indent=2,
+            )
+        )
+
+
+def bi_queries(url: str, reader: str, repeats: int) -> list[dict]:
+    from gmv_sql.db.connect import connect
+
     rows = []
     with connect(url, autocommit=True) as admin_conn:
-        ids = [
-            r[0]
-            for r in admin_conn.execute(
-                "SELECT generated_id FROM gmv.generated_image ORDER BY md5(generated_id::text) LIMIT %s",
-                (args.repeats + 1,),
-            )
-        ]
+        ids = {
+            "id": [
+                r[0]
+                for r in admin_conn.execute(
+                    "SELECT generated_id FROM gmv.generated_image ORDER BY md5(generated_id::text) LIMIT %s",
+                    (repeats + 1,),
+                )
+            ],
+            "tid": [
+                r[0]
+                for r in admin_conn.execute(
+                    "SELECT training_id FROM gmv.training_image ORDER BY md5(training_id::text) LIMIT %s",
+                    (repeats + 1,),
+                )
+            ],
+        }
     with connect(reader, autocommit=True) as conn:
         for name, (statement, param) in QUERIES.items():
             times = []
             n_rows = 0
-            for i in range(args.repeats + 1):  # the first run warms caches and is not counted
-                params = (ids[i],) if param else None
+            for i in range(repeats + 1):  # the first run warms caches and is not counted
+                params = (ids[param][i],) if param else None
                 t = time.perf_counter()
                 n_rows = len(conn.execute(statement, params).fetchall())
                 if i:
                     times.append(time.perf_counter() - t)
             plan = conn.execute(
-                "EXPLAIN (FORMAT JSON) " + statement, (ids[0],) if param else None
+                "EXPLAIN (FORMAT JSON) " + statement, (ids[param][0],) if param else None
             ).fetchone()[0]
             if isinstance(plan, str):
                 plan = json.loads(plan)
@@ -173,20 +358,7 @@ def main() -> None:
                     "training_seq_scans": seq_scans_of_training(plan[0]["Plan"]),
                 }
             )
-    print(
-        f"\n{args.training:,} training, {args.generated:,} generated, k={args.k}, 4 schemes, as gmv_reader, "
-        f"{args.repeats} runs each; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
-    )
-    print(f"{'query':34s} {'rows':>7s} {'p50 ms':>9s} {'p95 ms':>9s}  seq scan of training_image")
-    for r in rows:
-        print(
-            f"{r['query']:34s} {r['rows']:7,d} {r['p50_ms']:9.1f} {r['p95_ms']:9.1f}  "
-            f"{'yes' if r['training_seq_scans'] else 'no'}"
-        )
-    if args.json:
-        args.json.write_text(
-            json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "rows": rows}, indent=2)
-        )
+    return rows
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """The one list of what gmv stores in schema gmv: data tables, per-space vector tables, credit views.
 
 `gmv db status` counts these tables, `gmv db reset` empties them, the demo checks that a database it
-is given holds none of their rows, and `gmv value refresh` refreshes the views. A migration that adds
+is given holds none of their rows, and `gmv value refresh` keeps the credit tables. A migration that adds
 a table adds it here too (tests/db/test_catalog.py compares this list with the schema).
 """
 
@@ -36,8 +36,16 @@ DATA_TABLES: tuple[str, ...] = (
 LEDGER_TABLES: tuple[str, ...] = ("statement", "statement_line", "statement_credit", "statement_match")
 # Created and filled by the migrations (the valuation schemes): schema, not data; a reset keeps them.
 SCHEMA_TABLES: tuple[str, ...] = ("valuation_scheme",)
-# The valuation stage's materialized views (sql/derived/10_valuation.sql), refreshed in this order.
-CREDIT_VIEWS: tuple[str, ...] = ("training_credit", "training_credit_monthly")
+# The valuation stage's tables, derived from the data by `gmv value refresh` (gmv.refresh_credit() in
+# sql/derived/12_credit.sql) and emptied with it by `gmv db reset`; gmv.credit_dirty lists what changed.
+CREDIT_TABLES: tuple[str, ...] = (
+    "training_credit_monthly",
+    "training_credit",
+    "owner_credit_monthly",
+    "owner_credit",
+    "training_image_count",
+    "credit_dirty",
+)
 
 
 def qualified(name: str) -> sql.Composed:

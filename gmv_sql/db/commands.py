@@ -129,7 +129,7 @@ def reset(app: App, yes: bool) -> None:
     """Delete all gmv data in this database: images, owners, licences, embeddings, matches, pools.
 
     In one transaction: drops every embedding space's vector tables, empties the data tables and
-    refreshes the credit views. The schema (at its migration) and the valuation schemes stay. Asks
+    empties the credit tables. The schema (at its migration) and the valuation schemes stay. Asks
     for confirmation on a terminal; elsewhere it refuses without --yes.
 
     Example: gmv db reset --yes

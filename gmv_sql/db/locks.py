@@ -18,6 +18,7 @@ EMBED = 0x656D62  # "emb": gmv embed and gmv embed import, one writer of a space
 MATCH = 0x6D6174  # "mat": gmv match, one run per space at a time
 SPACES = 0x737063  # "spc": creating an embedding space (second key 0); concurrent creators queue
 LEDGER = 0x6C6467  # "ldg": issuing statements of a space (second key space_id); issuers queue
+CREDIT = 0x637264  # "crd": gmv.refresh_credit() (second key 0; the number is written there too)
 
 # What a held lock means, for the error message.
 _BUSY = {

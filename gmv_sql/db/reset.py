@@ -31,7 +31,7 @@ def _render(name: str, **fill: sql.Composable) -> sql.Composed:
 
 def empty_database(conn: psycopg.Connection) -> ResetResult:
     """Delete all gmv data in one transaction: drop each space's vector tables, empty the data tables
-    (identities restart at 1) and refresh the credit views, which become empty.
+    (identities restart at 1) and the credit tables.
 
     The schema stays at its migration, and so do the valuation schemes (catalog.SCHEMA_TABLES). A
     running stage is waited for (its current transaction finishes first); a failure leaves every row.
@@ -52,8 +52,10 @@ def empty_database(conn: psycopg.Connection) -> ResetResult:
             for vector in vectors:
                 conn.execute(_render("drop_table", table=vector.table))
             conn.execute(_render("truncate_tables", tables=tables))
-            for view in catalog.CREDIT_VIEWS:
-                conn.execute(_render("refresh_view", view=catalog.qualified(view)))
+            credit = sql.SQL(", ").join(catalog.qualified(name) for name in catalog.CREDIT_TABLES)
+            conn.execute(
+                _render("truncate_tables", tables=credit)
+            )  # after the data: its triggers mark credit
     except psycopg.errors.FeatureNotSupported as exc:  # another table references gmv's (TRUNCATE refuses)
         detail = f" ({exc.diag.message_detail.rstrip('.')})" if exc.diag.message_detail else ""
         raise DatabaseError(

@@ -10,7 +10,7 @@ from gmv_sql.app import App, pass_app
 from gmv_sql.errors import InputError, NotFoundError
 from gmv_sql.output import emit, format_option, read
 from gmv_sql.report import royalties as royalty
-from gmv_sql.report.common import Target, ineligible_matches, resolve_target, stale_credit_note
+from gmv_sql.report.common import Target, ineligible_matches, refresh_or_note, resolve_target
 from gmv_sql.resources import query
 from gmv_sql.value.refresh import refresh
 
@@ -32,7 +32,7 @@ def _warn_if_ineligible(conn, target: Target) -> None:
 
 def _warn_if_stale(conn, target: Target) -> None:
     _warn_if_ineligible(conn, target)
-    note = stale_credit_note(conn, target)
+    note = refresh_or_note(conn, target)
     if note:
         click.echo(note, err=True)
 

@@ -34,6 +34,27 @@ def resolve_target(conn: psycopg.Connection, space: str | None = None, scheme: s
     return Target(space_id=found.space_id, space=found.name, scheme_id=row[0], scheme=row[1])
 
 
+def credit_marks(conn: psycopg.Connection, target: Target) -> int:
+    """Changes to the space's credit since the last refresh (marks in gmv.credit_dirty)."""
+    return int(conn.execute(query("value", "credit_marks"), {"space_id": target.space_id}).fetchone()[0])
+
+
+def refresh_or_note(conn: psycopg.Connection, target: Target) -> str | None:
+    """Bring the valuation up to date first when that is cheap; else a note saying how far behind it is.
+
+    Cheap: the changed slices hold at most REFRESH_FIRST_MAX_MATCHES match rows and no other refresh
+    is running. Returns a one-line note for stderr, or None when the valuation was current.
+    """
+    from gmv_sql.value.refresh import refresh_if_cheap
+
+    if not credit_marks(conn, target) and not conn.execute(query("value", "image_marks")).fetchone()[0]:
+        return None
+    result = refresh_if_cheap(conn)
+    if result is not None:
+        return f"note: refreshed the valuation first ({result.describe()})"
+    return stale_credit_note(conn, target)
+
+
 def credit_is_stale(conn: psycopg.Connection, target: Target) -> bool:
     """True when gmv.match changed since the credit views were last refreshed."""
     return bool(
@@ -55,6 +76,11 @@ def stale_credit_note(conn: psycopg.Connection, target: Target) -> str | None:
     """A one-line note when the valuation is older than the matches (how many it lacks), else None."""
     matches, credited = credit_lag(conn, target)
     if matches == credited:
+        if credit_marks(conn, target):
+            return (
+                f"note: the valuation of space {target.space!r} is older than changes to its matches or to "
+                "generated images' quality or dates; run `gmv value refresh` for current values"
+            )
         return None
     where = f"the valuation of space {target.space!r} is older than its matches"
     if credited == 0:

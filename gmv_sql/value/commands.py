@@ -19,16 +19,17 @@ def value() -> None:
 @format_option
 @pass_app
 def refresh(app: App, fmt: str) -> None:
-    """Refresh the credit views from gmv.match without blocking readers (CONCURRENTLY).
+    """Bring the credit tables up to date with gmv.match, recomputing only what changed; readers never wait.
 
-    Prints the total credit per space and scheme: it equals the sum of generated images' quality.
+    Only the (space, month) slices touched since the last refresh are recomputed (new or deleted
+    matches, changed quality or dates, a new temperature), then the totals they touch. Prints the
+    total credit per space and scheme: it equals the sum of generated images' quality.
 
     Example: gmv value refresh
     """
     with app.connect() as conn:
-        results = refresh_views(conn)
-        for r in results:
-            click.echo(f"refreshed {r.view}: {r.rows:,} rows in {r.seconds:.2f}s", err=True)
+        result = refresh_views(conn)
+        click.echo(f"refreshed: {result.describe()}", err=True)
         summary = read(conn, query("value", "credit_summary"))
     emit(summary.rows, summary.columns, fmt)
 

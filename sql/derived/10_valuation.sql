@@ -46,7 +46,10 @@ WITH schemes AS (
     FROM gmv.match AS m
     JOIN gmv.generated_image AS g USING (generated_id)
     JOIN schemes AS s USING (space_id)
-    WINDOW per_image AS (PARTITION BY m.space_id, s.scheme_id, m.generated_id)
+    -- period is a function of generated_id, so partitioning by it changes nothing; it lets a filter on
+    -- space and period (the slices gmv.refresh_credit() recomputes) reach the scans below the windows.
+    WINDOW per_image AS (PARTITION BY m.space_id, s.scheme_id, date_trunc('month', g.created_at AT TIME ZONE 'UTC')::date,
+                                      m.generated_id)
 )
 SELECT space_id,
        scheme_id,
@@ -56,36 +59,12 @@ SELECT space_id,
        distance,
        quality,
        period,
-       raw_weight / sum(raw_weight) OVER (PARTITION BY space_id, scheme_id, generated_id) AS weight
+       raw_weight / sum(raw_weight) OVER (PARTITION BY space_id, scheme_id, period, generated_id) AS weight
 FROM scored;
 COMMENT ON VIEW gmv.match_weight IS
     'Each match with its normalised weight w (sums to 1 per generated image and scheme); credit = quality * weight.';
 
--- vacuum_truncate = false: REFRESH … CONCURRENTLY deletes and inserts rows, autovacuum may then truncate
--- the empty tail pages, and that truncation takes an ACCESS EXCLUSIVE lock for a moment: the one way a
--- report reader could still wait during refreshes. The freed pages are reused by the next refresh.
-CREATE MATERIALIZED VIEW gmv.training_credit WITH (vacuum_truncate = false) AS
-SELECT space_id,
-       scheme_id,
-       training_id,
-       sum(quality * weight) AS value,
-       count(*) AS n_matches
-FROM gmv.match_weight
-GROUP BY space_id, scheme_id, training_id;
-CREATE UNIQUE INDEX training_credit_key ON gmv.training_credit (space_id, scheme_id, training_id);
-COMMENT ON MATERIALIZED VIEW gmv.training_credit IS
-    'value_i = sum over generated j of q_j * w(rank of i in j), per space and scheme. Refresh with gmv value refresh.';
+-- The credit tables (gmv.training_credit, gmv.training_credit_monthly, gmv.owner_credit…) are kept by
+-- gmv.refresh_credit() in 12_credit.sql.
 
-CREATE MATERIALIZED VIEW gmv.training_credit_monthly WITH (vacuum_truncate = false) AS
-SELECT space_id,
-       scheme_id,
-       period,
-       training_id,
-       sum(quality * weight) AS value,
-       count(*) AS n_matches
-FROM gmv.match_weight
-GROUP BY space_id, scheme_id, period, training_id;
-CREATE UNIQUE INDEX training_credit_monthly_key
-    ON gmv.training_credit_monthly (space_id, scheme_id, period, training_id);
-COMMENT ON MATERIALIZED VIEW gmv.training_credit_monthly IS
-    'Credit per training image for generated images created in each month (period = first day of month).';
+

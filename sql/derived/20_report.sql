@@ -5,56 +5,93 @@ CREATE SCHEMA report;
 COMMENT ON SCHEMA report IS 'gmv_sql results for analysts and BI tools (read-only role gmv_reader).';
 
 -- Every training image appears for every matched space and scheme, with value 0 when nothing
--- matched it: a zero is an answer (and the membership audit needs it).
+-- matched it: a zero is an answer (and the membership audit needs it). gmv.training_credit holds
+-- those rows of 0 too (gmv.refresh_credit()), so that this is one join: a filter on training_id, space
+-- or scheme and an ORDER BY value … LIMIT reach its indexes (it keeps the space's and scheme's names
+-- for that). share divides by the stored total of the space and scheme (no window over every image).
 CREATE VIEW report.training_value AS
-SELECT sp.name AS space,
-       vs.name AS scheme,
+SELECT c.space,
+       c.scheme,
        t.training_id,
        t.uri,
        t.sha256,
        o.name AS owner,
        l.name AS license,
-       coalesce(c.value, 0) AS value,
-       coalesce(c.n_matches, 0) AS n_matches,
-       coalesce(c.value / nullif(sum(c.value) OVER (PARTITION BY sp.name, vs.name), 0), 0) AS share,
+       c.value,
+       c.n_matches,
+       coalesce(c.value / nullif(total.value, 0), 0) AS share,
        l.royalty_bearing,
        t.opted_out,
        t.attributes
-FROM gmv.embedding_space AS sp
-CROSS JOIN gmv.valuation_scheme AS vs
-CROSS JOIN gmv.training_image AS t
-JOIN gmv.owner AS o USING (owner_id)
-JOIN gmv.license AS l USING (license_id)
-LEFT JOIN gmv.training_credit AS c
-       ON c.space_id = sp.space_id AND c.scheme_id = vs.scheme_id AND c.training_id = t.training_id
+FROM gmv.training_credit AS c
+JOIN gmv.embedding_space AS sp ON sp.space_id = c.space_id
+JOIN gmv.training_image AS t ON t.training_id = c.training_id
+JOIN gmv.owner AS o ON o.owner_id = t.owner_id
+JOIN gmv.license AS l ON l.license_id = t.license_id
+LEFT JOIN (SELECT oc.space_id, oc.scheme_id, sum(oc.value) AS value
+           FROM gmv.owner_credit AS oc
+           GROUP BY oc.space_id, oc.scheme_id) AS total ON total.space_id = c.space_id AND total.scheme_id = c.scheme_id
 WHERE sp.match_k IS NOT NULL;
 COMMENT ON VIEW report.training_value IS
     'Value (GMValuator credit) of each training image per embedding space and valuation scheme; share = value / total of the space and scheme. Values add up to the sum of generated images'' quality.';
 
+-- Owner and licence totals come from gmv.owner_credit (per space, scheme, owner and licence, kept by
+-- gmv.refresh_credit()) and the image counts from gmv.training_image_count: a few rows per owner, not
+-- one per image.
 CREATE VIEW report.owner_value AS
-SELECT space,
-       scheme,
-       owner,
-       sum(value) AS value,
-       sum(share) AS share,
-       count(*) FILTER (WHERE n_matches > 0) AS n_images,
-       count(*) AS n_training_images
-FROM report.training_value
-GROUP BY space, scheme, owner;
+WITH credit AS (
+    SELECT sp.space_id, sp.name AS space, vs.scheme_id, vs.name AS scheme, n.owner_id,
+           coalesce(sum(oc.value), 0) AS value,
+           coalesce(sum(oc.n_images), 0)::bigint AS n_images,
+           sum(n.n_training_images)::bigint AS n_training_images
+    FROM gmv.embedding_space AS sp
+    CROSS JOIN gmv.valuation_scheme AS vs
+    CROSS JOIN gmv.training_image_count AS n
+    LEFT JOIN gmv.owner_credit AS oc
+           ON oc.space_id = sp.space_id AND oc.scheme_id = vs.scheme_id AND oc.owner_id = n.owner_id
+          AND oc.license_id = n.license_id
+    WHERE sp.match_k IS NOT NULL
+    GROUP BY sp.space_id, sp.name, vs.scheme_id, vs.name, n.owner_id
+)
+SELECT c.space,
+       c.scheme,
+       o.name AS owner,
+       c.value,
+       coalesce(c.value / nullif((SELECT sum(oc.value) FROM gmv.owner_credit AS oc
+                                  WHERE oc.space_id = c.space_id AND oc.scheme_id = c.scheme_id), 0), 0) AS share,
+       c.n_images,
+       c.n_training_images
+FROM credit AS c
+JOIN gmv.owner AS o ON o.owner_id = c.owner_id;
 COMMENT ON VIEW report.owner_value IS
     'Value per owner: n_images = images of the owner that were matched at least once, n_training_images = all of the owner''s images.';
 
 CREATE VIEW report.license_value AS
-SELECT space,
-       scheme,
-       license,
-       bool_and(royalty_bearing) AS royalty_bearing,
-       sum(value) AS value,
-       sum(share) AS share,
-       count(*) FILTER (WHERE n_matches > 0) AS n_images,
-       count(*) AS n_training_images
-FROM report.training_value
-GROUP BY space, scheme, license;
+WITH credit AS (
+    SELECT sp.space_id, sp.name AS space, vs.scheme_id, vs.name AS scheme, n.license_id,
+           coalesce(sum(oc.value), 0) AS value,
+           coalesce(sum(oc.n_images), 0)::bigint AS n_images,
+           sum(n.n_training_images)::bigint AS n_training_images
+    FROM gmv.embedding_space AS sp
+    CROSS JOIN gmv.valuation_scheme AS vs
+    CROSS JOIN gmv.training_image_count AS n
+    LEFT JOIN gmv.owner_credit AS oc
+           ON oc.space_id = sp.space_id AND oc.scheme_id = vs.scheme_id AND oc.owner_id = n.owner_id
+          AND oc.license_id = n.license_id
+    WHERE sp.match_k IS NOT NULL
+    GROUP BY sp.space_id, sp.name, vs.scheme_id, vs.name, n.license_id
+)
+SELECT c.space,
+       c.scheme,
+       l.name AS license,
+       l.royalty_bearing,
+       c.value,
+       coalesce(c.value / nullif((SELECT sum(oc.value) FROM gmv.owner_credit AS oc
+                                  WHERE oc.space_id = c.space_id AND oc.scheme_id = c.scheme_id), 0), 0) AS share,
+       c.n_images,
+       c.n_training_images
+FROM credit AS c
+JOIN gmv.license AS l ON l.license_id = c.license_id;
 COMMENT ON VIEW report.license_value IS 'Value per licence; credit under non-royalty-bearing licences is shown here but never paid.';
 
 CREATE VIEW report.attribution AS
@@ -91,17 +128,17 @@ COMMENT ON VIEW report.attribution IS
 CREATE VIEW report.royalty_statement AS
 WITH owner_credit AS (
     SELECT p.pool_id,
-           t.owner_id,
+           c.owner_id,
            coalesce(sum(c.value) FILTER (WHERE l.royalty_bearing), 0) AS credit,
            coalesce(sum(c.value) FILTER (WHERE NOT l.royalty_bearing), 0) AS unpaid_credit
     FROM gmv.revenue_pool AS p
-    JOIN gmv.training_credit_monthly AS c
+    -- Per owner and licence, summed by gmv.refresh_credit() from gmv.training_credit_monthly.
+    JOIN gmv.owner_credit_monthly AS c
       ON c.space_id = p.space_id AND c.scheme_id = p.scheme_id AND c.period = p.period
-    JOIN gmv.training_image AS t USING (training_id)
     JOIN gmv.license AS l USING (license_id)
     -- Pools scoped to a generator (or run) are split by the ledger (gmv_sql/ledger), per generated image.
     WHERE p.generator_id IS NULL
-    GROUP BY p.pool_id, t.owner_id
+    GROUP BY p.pool_id, c.owner_id
 ), exact AS (
     SELECT oc.*,
            o.name AS owner,

@@ -33,10 +33,6 @@ DROP TABLE IF EXISTS {table}
 -- instead of being emptied unnoticed.
 TRUNCATE {tables} RESTART IDENTITY
 
--- name: refresh_view
--- Not CONCURRENTLY: the reset holds every data table exclusively anyway, and the views become empty.
-REFRESH MATERIALIZED VIEW {view}
-
 -- name: alter_system
 -- {name}: a setting name (identifier), {value}: its value (literal); the embedded server only.
 ALTER SYSTEM SET {name} = {value}

@@ -12,13 +12,13 @@ VECTOR_TABLES = "SELECT count(*) FROM pg_tables WHERE schemaname = 'gmv' AND tab
 
 
 def _counts(conn) -> dict[str, int]:
-    tables = (*catalog.DATA_TABLES, *catalog.CREDIT_VIEWS)
+    tables = (*catalog.DATA_TABLES, *catalog.CREDIT_TABLES)
     return {t: conn.execute(f"SELECT count(*) FROM gmv.{t}").fetchone()[0] for t in tables}
 
 
 @pytest.fixture
 def valued(gmv, conn):
-    """A database with rows in every data table and both credit views."""
+    """A database with rows in every data table and every credit table."""
     seed(conn, n_training=20, n_generated=5, dim=4)
     gmv("match", "--space", "test", "--k", "3")
     gmv("value", "refresh")
@@ -28,6 +28,7 @@ def valued(gmv, conn):
     conn.execute(
         "INSERT INTO gmv.owner_login (role_name, owner_id) SELECT 'gmv_owner_x', min(owner_id) FROM gmv.owner"
     )
+    conn.execute("UPDATE gmv.generated_image SET quality = 2")  # a change the refresh has not seen yet
     counts = _counts(conn)
     assert all(counts.values()), counts
     assert conn.execute(VECTOR_TABLES).fetchone()[0] == 2

@@ -57,7 +57,7 @@ def _credit(conn, space_id, scheme="softmax_calibrated") -> dict[int, float]:
     return dict(
         conn.execute(
             "SELECT c.training_id, c.value FROM gmv.training_credit c JOIN gmv.valuation_scheme s USING (scheme_id) "
-            "WHERE c.space_id = %s AND s.name = %s",
+            "WHERE c.space_id = %s AND s.name = %s AND c.n_matches > 0",
             (space_id, scheme),
         ).fetchall()
     )
@@ -216,7 +216,7 @@ def test_default_scheme_new_spaces_take_it_existing_spaces_keep_theirs(conn, gmv
     )
     assert defaults == {"test": old, "newer": other}
     gmv("value", "default-scheme", "reciprocal_rank", "--space", "test")
-    audit = json.loads(gmv("report", "owners", "--space", "test", "--format", "json").output)
+    audit = json.loads(gmv("report", "owners", "--space", "test", "--format", "json").stdout)
     assert audit  # the report runs on the space's default scheme
     assert conn.execute(
         "SELECT scheme FROM report.scheme_setting WHERE space = 'test' AND is_space_default"

@@ -31,7 +31,7 @@ REPORT_VIEWS = [
     "scheme_setting",
     "rights_change",
 ]
-MATERIALIZED = ["training_credit", "training_credit_monthly"]
+CREDIT = ["training_credit", "training_credit_monthly"]  # tables since 0011 (materialized views before)
 
 
 def _objects(conn, schema: str, kinds: str) -> set[str]:
@@ -45,7 +45,7 @@ def _objects(conn, schema: str, kinds: str) -> set[str]:
 
 def test_every_table_and_view_exists(conn):
     assert set(TABLES) <= _objects(conn, "gmv", "r")
-    assert set(MATERIALIZED) <= _objects(conn, "gmv", "m")
+    assert set(CREDIT) <= _objects(conn, "gmv", "r")
     assert set(REPORT_VIEWS) <= _objects(conn, "report", "v")
     comments = dict(
         conn.execute(
@@ -127,7 +127,7 @@ def test_upgrade_downgrade_upgrade(empty_db_url):
             "INSERT INTO gmv.training_image (sha256, uri, owner_id, license_id) VALUES (%s, 'x.png', %s, %s)",
             ("a" * 64, owner, lic),
         )
-        conn.execute("REFRESH MATERIALIZED VIEW CONCURRENTLY gmv.training_credit")
+        conn.execute("SELECT gmv.refresh_credit()")
         assert conn.execute("SELECT count(*) FROM report.owner_value").fetchone()[0] == 0
 
 
@@ -215,9 +215,12 @@ def _derived_state(conn) -> dict:
                 "SELECT oid::regprocedure::text FROM pg_proc WHERE pronamespace = 'gmv'::regnamespace"
             )
         ),
+        # The credit relations: materialized views before 0011, tables since; vacuum_truncate off in both.
         "options": sorted(
             conn.execute(
-                "SELECT relname, reloptions FROM pg_class WHERE relkind = 'm' AND relnamespace = 'gmv'::regnamespace"
+                "SELECT relname, reloptions FROM pg_class WHERE relkind IN ('m', 'r') AND relname = ANY(%s) "
+                "AND relnamespace = 'gmv'::regnamespace",
+                (CREDIT,),
             ).fetchall()
         ),
     }
@@ -229,7 +232,7 @@ def test_consolidate_down_and_up_keeps_rows_and_cascades(db_url):
 
     with connect(db_url) as conn:
         world = seed(conn, n_training=6, n_generated=3, dim=4, seed=1)
-        conn.execute("REFRESH MATERIALIZED VIEW gmv.training_credit")
+        conn.execute("SELECT gmv.refresh_credit()")
         at_head = _derived_state(conn)
         counts = conn.execute(
             "SELECT (SELECT count(*) FROM gmv.training_image), (SELECT count(*) FROM gmv.owner)"
@@ -249,9 +252,11 @@ def test_consolidate_down_and_up_keeps_rows_and_cascades(db_url):
             ).fetchone()
             == counts
         )
-    # Later revisions add triggers of their own (0006: the ledger's, 0007: the rights log); 0003's cascades are all back.
+    # Later revisions add triggers of their own (0006: the ledger's, 0007: the rights log, 0011: credit marks); 0003's cascades are all back.
     later = {
-        t for t in at_head["triggers"] if t[0].startswith("gmv.statement") or t[1].startswith("log_rights")
+        t
+        for t in at_head["triggers"]
+        if t[0].startswith("gmv.statement") or t[1].startswith(("log_rights", "mark_credit"))
     }
     assert at_0003["triggers"] == [t for t in at_head["triggers"] if t not in later]
     assert at_0003["options"] == at_head["options"]

@@ -14,6 +14,7 @@ import numpy as np
 from gmv_sql.db.connect import connect
 from gmv_sql.embed import store
 from gmv_sql.match import matcher
+from gmv_sql.value.refresh import refresh
 from tests.factories import add_generated_images, numpy_knn, seed
 
 JAN = dt.datetime(2026, 1, 15, 12, tzinfo=dt.timezone.utc)
@@ -66,7 +67,7 @@ def test_outputs_before_the_day_keep_the_image_later_ones_are_rematched_without_
         "UPDATE gmv.training_image SET opted_out = true, opted_out_from = '2026-02-01' WHERE training_id = ANY(%s)",
         (popular,),
     )
-    conn.execute("REFRESH MATERIALIZED VIEW gmv.training_credit_monthly")
+    refresh(conn)
     jan_credit = conn.execute(
         "SELECT training_id, round(value::numeric, 12) FROM gmv.training_credit_monthly WHERE period = '2026-01-01'"
         " AND training_id = ANY(%s) ORDER BY 1",
@@ -90,7 +91,7 @@ def test_outputs_before_the_day_keep_the_image_later_ones_are_rematched_without_
     rematched = {int(g) for g in gids[feb] if set(before[int(g)]) & set(popular)}
     assert result.unmatched_ineligible == len(rematched) > 0
     # January's credit of the opted-out images is unchanged; February has none.
-    conn.execute("REFRESH MATERIALIZED VIEW gmv.training_credit_monthly")
+    refresh(conn)
     assert (
         conn.execute(
             "SELECT training_id, round(value::numeric, 12) FROM gmv.training_credit_monthly WHERE period = '2026-01-01'"

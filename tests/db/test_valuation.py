@@ -61,7 +61,7 @@ def _check_against_numpy(conn, space_id: int) -> None:
         (scheme, t): v
         for scheme, t, v in conn.execute(
             "SELECT vs.name, c.training_id, c.value FROM gmv.training_credit c "
-            "JOIN gmv.valuation_scheme vs USING (scheme_id) WHERE c.space_id = %s",
+            "JOIN gmv.valuation_scheme vs USING (scheme_id) WHERE c.space_id = %s AND c.n_matches > 0",
             (space_id,),
         )
     }
@@ -144,20 +144,25 @@ def test_monthly_credit_uses_utc_months_whatever_the_session_timezone(conn, db_u
         assert totals == pytest.approx({"2026-01": 1.0, "2026-02": 2.0, "2026-03": 7.0}), zone
 
 
-def test_refresh_is_concurrent_readers_are_not_blocked(conn, db_url):
+def test_refresh_never_blocks_readers_and_they_see_old_rows_until_it_commits(conn, db_url):
     world = seed(conn, n_training=30, n_generated=5, dim=4)
     matcher.match_space(partial(connect, db_url), world["space"], k=3, exact=True, workers=1)
+    refresh(conn)
+    before = conn.execute("SELECT count(*), sum(value) FROM gmv.training_credit").fetchone()
+    conn.execute("UPDATE gmv.generated_image SET quality = 2")
     with psycopg.connect(db_url) as reader:
-        # An open read transaction holds an ACCESS SHARE lock on the view for its whole duration.
+        # An open read transaction holds an ACCESS SHARE lock on the tables for its whole duration.
         reader.execute("SELECT count(*) FROM gmv.training_credit").fetchone()
         conn.execute("SET lock_timeout = '1s'")
-        refresh(conn)  # CONCURRENTLY: does not need to wait for the reader
-        with pytest.raises(psycopg.errors.LockNotAvailable):
-            conn.execute("REFRESH MATERIALIZED VIEW gmv.training_credit")  # the plain refresh would block
-        # Still inside its transaction, the reader sees the refreshed rows (READ COMMITTED), unblocked.
-        assert reader.execute("SELECT count(*) FROM gmv.training_credit").fetchone()[0] > 0
+        with conn.transaction():
+            refresh(conn)  # DELETE + INSERT of the changed slices: no lock a reader holds conflicts
+            conn.execute("INSERT INTO gmv.credit_dirty (kind) VALUES ('credit'), ('images')")
+            refresh(conn)  # so does recomputing everything
+            assert reader.execute("SELECT count(*), sum(value) FROM gmv.training_credit").fetchone() == before
+        # Still inside its transaction, the reader sees the committed rows (READ COMMITTED), unblocked.
+        after = reader.execute("SELECT count(*), sum(value) FROM gmv.training_credit").fetchone()
+        assert after[0] == before[0] and after[1] == pytest.approx(2 * before[1])
         reader.rollback()
-    assert conn.execute("SELECT count(*) FROM gmv.training_credit").fetchone()[0] > 0
 
 
 def test_report_views_agree_with_credit(conn, db_url):
@@ -188,17 +193,13 @@ def test_report_views_agree_with_credit(conn, db_url):
     assert len(attribution) == 20 and all(w == pytest.approx(1.0) for _, w in attribution)
 
 
-def test_credit_views_are_never_truncated_by_vacuum(conn):
+def test_credit_tables_are_never_truncated_by_vacuum(conn):
     """Vacuum truncation takes ACCESS EXCLUSIVE for a moment: report readers must never wait on it."""
-    conn.execute(
-        "REFRESH MATERIALIZED VIEW gmv.training_credit"
-    )  # a plain refresh makes a new heap: kept too
-    conn.execute("REFRESH MATERIALIZED VIEW CONCURRENTLY gmv.training_credit_monthly")
+    from gmv_sql.db.catalog import CREDIT_TABLES
+
     rows = conn.execute(
-        "SELECT relname, reloptions FROM pg_class WHERE relname IN ('training_credit', 'training_credit_monthly') "
-        "AND relnamespace = 'gmv'::regnamespace ORDER BY 1"
+        "SELECT relname, reloptions FROM pg_class WHERE relname = ANY(%s) AND relkind = 'r' "
+        "AND relnamespace = 'gmv'::regnamespace ORDER BY 1",
+        (list(CREDIT_TABLES),),
     ).fetchall()
-    assert rows == [
-        ("training_credit", ["vacuum_truncate=false"]),
-        ("training_credit_monthly", ["vacuum_truncate=false"]),
-    ]
+    assert rows == [(name, ["vacuum_truncate=false"]) for name in sorted(CREDIT_TABLES)]

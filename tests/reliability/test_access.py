@@ -9,6 +9,7 @@ from click.testing import CliRunner
 
 from gmv_sql.cli import cli
 from gmv_sql.db.connect import mask_password
+from gmv_sql.value.refresh import refresh
 from tests.factories import reader_url, relations, seed
 
 pytestmark = pytest.mark.timeout(60)
@@ -25,7 +26,8 @@ FORBIDDEN = [
     "UPDATE gmv.valuation_scheme SET temperature = temperature",
     "DELETE FROM gmv.training_embedding_{space_id}",
     "UPDATE gmv.generated_embedding_{space_id} SET embedding = embedding",
-    "REFRESH MATERIALIZED VIEW gmv.training_credit",
+    "SELECT gmv.refresh_credit()",
+    "DELETE FROM gmv.training_credit",
     "CREATE TABLE report.x (a int)",
     "CREATE TABLE gmv.x (a int)",
     "CREATE TABLE public.x (a int)",
@@ -141,7 +143,7 @@ def test_reader_cannot_write_create_or_escape(db_url, seeded, read_only_default)
 
 def test_reader_cannot_read_any_gmv_relation_or_vector(db_url, conn, seeded):
     gmv_relations = relations(conn, "gmv", "rvm")
-    # tables, the match_weight view, both materialized views and the per-space vector tables
+    # tables (the credit tables among them), the match_weight view and the per-space vector tables
     assert {
         "owner",
         "match",
@@ -170,8 +172,7 @@ def test_reader_cannot_read_any_gmv_relation_or_vector(db_url, conn, seeded):
 
 
 def test_reader_reads_every_report_view(db_url, conn, seeded):
-    conn.execute("REFRESH MATERIALIZED VIEW gmv.training_credit")
-    conn.execute("REFRESH MATERIALIZED VIEW gmv.training_credit_monthly")
+    refresh(conn)
     conn.execute("UPDATE gmv.license SET url = 'https://example.org/terms'")  # a row in report.rights_change
     views = relations(conn, "report", "vm")
     assert len(views) >= 5

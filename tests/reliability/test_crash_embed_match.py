@@ -12,6 +12,7 @@ import time
 import psycopg
 import pytest
 
+from gmv_sql.value.refresh import refresh
 from tests.factories import add_images_from_files, fingerprint, query_fingerprint, seed, write_image
 
 
@@ -154,16 +155,15 @@ def test_sigkill_mid_refresh_keeps_the_old_credit_then_rerun_publishes(gmv, conn
     from tests.factories import add_generated
 
     seeded = seed(conn, n_training=1000, n_generated=600, dim=16, k=10)
-    conn.execute("REFRESH MATERIALIZED VIEW gmv.training_credit")
-    conn.execute("REFRESH MATERIALIZED VIEW gmv.training_credit_monthly")
+    refresh(conn)
     old = fingerprint(conn, "training_credit")
     add_generated(conn, seeded, 300, start=0)
     proc = gmv.popen("value", "refresh", stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    # Kill once the server is executing the REFRESH (the command's connection is active).
+    # Kill once the server is executing the refresh (the command's connection is active).
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and proc.poll() is None:
         active = conn.execute(
-            "SELECT count(*) FROM pg_stat_activity WHERE query ILIKE 'REFRESH MATERIALIZED VIEW CONCURRENTLY%%'"
+            "SELECT count(*) FROM pg_stat_activity WHERE query ILIKE '%%gmv.refresh_credit()%%'"
             " AND state = 'active' AND pid <> pg_backend_pid()"
         ).fetchone()[0]
         if active:
@@ -178,7 +178,7 @@ def test_sigkill_mid_refresh_keeps_the_old_credit_then_rerun_publishes(gmv, conn
     deadline = time.monotonic() + 60
     while (
         conn.execute(
-            "SELECT count(*) FROM pg_stat_activity WHERE query ILIKE 'REFRESH MATERIALIZED VIEW%%' AND pid <> pg_backend_pid()"
+            "SELECT count(*) FROM pg_stat_activity WHERE query ILIKE '%%gmv.refresh_credit()%%' AND pid <> pg_backend_pid()"
             " AND state <> 'idle'"
         ).fetchone()[0]
         and time.monotonic() < deadline
@@ -186,7 +186,7 @@ def test_sigkill_mid_refresh_keeps_the_old_credit_then_rerun_publishes(gmv, conn
         time.sleep(0.05)
     after_kill = fingerprint(conn, "training_credit")
     print(
-        f"\nrefresh: SIGKILL during REFRESH; view after the kill is {'old' if after_kill == old else 'new'}"
+        f"\nrefresh: SIGKILL during the refresh; credit after the kill is {'old' if after_kill == old else 'new'}"
     )
     gmv.run("value", "refresh", timeout=90)
     new = fingerprint(conn, "training_credit")

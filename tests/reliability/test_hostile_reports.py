@@ -13,6 +13,7 @@ import numpy as np
 import psycopg
 import pytest
 
+from gmv_sql.value.refresh import refresh
 from tests.factories import HOSTILE_NAMES, reader_url, refused, relations, seed
 
 pytestmark = pytest.mark.timeout(60)
@@ -34,8 +35,7 @@ def hostile_world(conn):
         licenses=LICENSES,
         pool="1000.00",
     )
-    conn.execute("REFRESH MATERIALIZED VIEW gmv.training_credit")
-    conn.execute("REFRESH MATERIALIZED VIEW gmv.training_credit_monthly")
+    refresh(conn)
     return relations(conn, "gmv", "rvm")
 
 

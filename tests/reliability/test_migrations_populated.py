@@ -6,6 +6,7 @@ from __future__ import annotations
 import psycopg
 import pytest
 
+from gmv_sql.db.catalog import CREDIT_TABLES
 from gmv_sql.db.migrate import current_revision, downgrade, head_revision, upgrade
 from gmv_sql.value.refresh import refresh
 from tests.factories import HOSTILE_NAMES, fingerprints, query_fingerprint, reader_url, relations, seed
@@ -62,6 +63,9 @@ def _all_rows(conn) -> dict[str, tuple[int, str]]:
         # match_coverage: 0007's upgrade records that the stored matches competed with every stored
         # vector (a seeded database has none recorded), so it is rebuilt, not kept.
         if name not in ("valuation_scheme", "scheme_calibration", "match_coverage", "embedding_space")
+        # The credit tables are derived (their sums may differ in the last bit): compared through the
+        # report answers below.
+        and name not in CREDIT_TABLES
     }
     rows["valuation_scheme"] = _schemes(conn)
     # embedding_space.default_scheme_id is left out: a space that lived through a downgrade below 0005
@@ -123,8 +127,7 @@ def test_downgrade_and_upgrade_keep_every_row(db_url):
         )
         # A near-copy distance that flags some matches, so report.near_copy has rows to compare.
         conn.execute("UPDATE gmv.embedding_space SET near_copy_distance = 0.05, near_copy_source = 'set'")
-        conn.execute("REFRESH MATERIALIZED VIEW gmv.training_credit")
-        conn.execute("REFRESH MATERIALIZED VIEW gmv.training_credit_monthly")
+        refresh(conn)
         tables = fingerprints(conn, "gmv", "r")
         rows_0001 = _rows_0001_knows(conn, schema_0001)
         all_rows = _all_rows(conn)

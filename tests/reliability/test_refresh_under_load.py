@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import psycopg
 import pytest
 
+from gmv_sql.value.refresh import refresh
 from tests.factories import add_generated, reader_url, seed
 
 READERS = 8
@@ -119,8 +120,7 @@ def _run_load(db_url: str, work) -> tuple[Load, float]:
 @pytest.fixture
 def populated(conn):
     seeded = seed(conn, n_training=1000, n_generated=600, dim=16, k=10)
-    conn.execute("REFRESH MATERIALIZED VIEW gmv.training_credit")
-    conn.execute("REFRESH MATERIALIZED VIEW gmv.training_credit_monthly")
+    refresh(conn)
     return seeded
 
 
@@ -165,12 +165,12 @@ def test_value_refresh_never_blocks_readers(gmv, conn, populated):
 
 @pytest.mark.timeout(120)
 def test_control_a_blocking_refresh_is_detected(db_url, conn, populated):
-    """A plain REFRESH holds an ACCESS EXCLUSIVE lock: the probes above must see readers wait."""
+    """A plain REFRESH (as before 0011) held an ACCESS EXCLUSIVE lock: the probes above must see readers wait."""
     hold = READER_BOUND_S + 1.0
 
     def work():
         with psycopg.connect(db_url) as writer:  # one transaction: the lock is held until commit
-            writer.execute("REFRESH MATERIALIZED VIEW gmv.training_credit")
+            writer.execute("LOCK TABLE gmv.training_credit IN ACCESS EXCLUSIVE MODE")
             writer.execute("SELECT pg_sleep(%s)", (hold,))
             writer.commit()
 
@@ -179,6 +179,6 @@ def test_control_a_blocking_refresh_is_detected(db_url, conn, populated):
     assert load.lock_waits > 0
     assert max(load.latencies) >= READER_BOUND_S
     print(
-        f"\ncontrol (plain REFRESH held {hold:.0f}s): max reader wait {max(load.latencies):.2f}s, "
+        f"\ncontrol (ACCESS EXCLUSIVE lock held {hold:.0f}s): max reader wait {max(load.latencies):.2f}s, "
         f"readers seen waiting on a lock {load.lock_waits} times in {load.samples} samples"
     )
