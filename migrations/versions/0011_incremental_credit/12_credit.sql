@@ -123,12 +123,16 @@ LANGUAGE plpgsql AS $$
 BEGIN
     -- A space matched for the first time (match_k set) or deleted: its rows of 0 come or go. Renamed:
     -- gmv.training_credit keeps the name (report.training_value filters and sorts on its index).
-    IF TG_OP = 'DELETE' OR EXISTS (SELECT FROM changed_before AS b JOIN changed AS a USING (space_id)
-                                   WHERE (b.match_k IS NULL) <> (a.match_k IS NULL)) THEN
+    -- (Separate IFs: a DELETE trigger has no transition tables to name.)
+    IF TG_OP = 'DELETE' THEN
+        INSERT INTO gmv.credit_dirty (kind) VALUES ('images');
+        RETURN NULL;
+    END IF;
+    IF EXISTS (SELECT FROM changed_before AS b JOIN changed AS a USING (space_id)
+               WHERE (b.match_k IS NULL) <> (a.match_k IS NULL)) THEN
         INSERT INTO gmv.credit_dirty (kind) VALUES ('images');
     END IF;
-    IF TG_OP = 'UPDATE' AND EXISTS (SELECT FROM changed_before AS b JOIN changed AS a USING (space_id)
-                                    WHERE b.name <> a.name) THEN
+    IF EXISTS (SELECT FROM changed_before AS b JOIN changed AS a USING (space_id) WHERE b.name <> a.name) THEN
         INSERT INTO gmv.credit_dirty (kind) VALUES ('credit');
     END IF;
     RETURN NULL;
