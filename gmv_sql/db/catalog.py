@@ -1,4 +1,4 @@
-"""The one list of what gmv stores in schema gmv: data tables, per-space vector tables, credit views.
+"""The one list of what gmv stores in schema gmv: data tables, per-space vector tables, credit tables.
 
 `gmv db status` counts these tables, `gmv db reset` empties them, the demo checks that a database it
 is given holds none of their rows, and `gmv value refresh` keeps the credit tables. A migration that adds

@@ -117,6 +117,11 @@ def test_a_second_space_is_recomputed_alone(conn, world):
         "SELECT count(DISTINCT space), count(*) FROM report.training_value WHERE scheme = 'uniform'"
     ).fetchone()
     assert values == (2, 2 * 90)
+    conn.execute("DELETE FROM gmv.embedding_space WHERE space_id = %s", (other.space_id,))
+    _refresh_and_compare(conn, slices_at_most=4)
+    assert conn.execute(
+        "SELECT count(*) FROM gmv.training_credit WHERE space_id = %s", (other.space_id,)
+    ).fetchone() == (0,)
 
 
 def test_a_new_temperature_recomputes_its_space(conn, world):

@@ -123,12 +123,16 @@ LANGUAGE plpgsql AS $$
 BEGIN
     -- A space matched for the first time (match_k set) or deleted: its rows of 0 come or go. Renamed:
     -- gmv.training_credit keeps the name (report.training_value filters and sorts on its index).
-    IF TG_OP = 'DELETE' OR EXISTS (SELECT FROM changed_before AS b JOIN changed AS a USING (space_id)
-                                   WHERE (b.match_k IS NULL) <> (a.match_k IS NULL)) THEN
+    -- (Separate IFs: a DELETE trigger has no transition tables to name.)
+    IF TG_OP = 'DELETE' THEN
+        INSERT INTO gmv.credit_dirty (kind) VALUES ('images');
+        RETURN NULL;
+    END IF;
+    IF EXISTS (SELECT FROM changed_before AS b JOIN changed AS a USING (space_id)
+               WHERE (b.match_k IS NULL) <> (a.match_k IS NULL)) THEN
         INSERT INTO gmv.credit_dirty (kind) VALUES ('images');
     END IF;
-    IF TG_OP = 'UPDATE' AND EXISTS (SELECT FROM changed_before AS b JOIN changed AS a USING (space_id)
-                                    WHERE b.name <> a.name) THEN
+    IF EXISTS (SELECT FROM changed_before AS b JOIN changed AS a USING (space_id) WHERE b.name <> a.name) THEN
         INSERT INTO gmv.credit_dirty (kind) VALUES ('credit');
     END IF;
     RETURN NULL;
@@ -229,12 +233,15 @@ BEGIN
                                'space_id = ' || quote_literal(mark.space_id),
                                'period = ' || quote_literal(mark.period));
         DROP TABLE IF EXISTS pg_temp.credit_new;
-        -- same: the slice already holds this row as it is. (No statement below reads the table it is
-        -- writing: an anti-join against rows being inserted would rescan them.)
+        -- same: the slice already holds this row: the same matches, and a value equal up to 1e-12
+        -- relative (sums in another order, as another plan adds them, differ in the last bits; rewriting
+        -- every row for that would cost a full write). No statement below reads the table it is writing:
+        -- an anti-join against rows being inserted would rescan them.
         EXECUTE format(
             'CREATE TEMP TABLE credit_new ON COMMIT DROP AS '
             'SELECT a.space_id, a.scheme_id, a.period, a.training_id, t.owner_id, t.license_id, a.value, a.n_matches, '
-            '       coalesce(m.value = a.value AND m.n_matches = a.n_matches AND m.owner_id = t.owner_id '
+            '       coalesce(abs(m.value - a.value) <= 1e-12 * greatest(abs(m.value), abs(a.value)) '
+            '                AND m.n_matches = a.n_matches AND m.owner_id = t.owner_id '
             '                AND m.license_id = t.license_id, false) AS same '
             'FROM (SELECT space_id, scheme_id, period, training_id, sum(quality * weight) AS value, count(*) AS n_matches '
             '      FROM gmv.match_weight WHERE %s '
@@ -311,36 +318,78 @@ BEGIN
               FROM gmv.owner_credit_monthly GROUP BY space_id, scheme_id, owner_id, license_id) AS m
           USING (space_id, scheme_id, owner_id, license_id);
     ELSE
-        IF EXISTS (SELECT FROM pg_temp.credit_touched) THEN
-            -- Totals of the touched training images: the sum of their months (old rows out, new in);
-            -- each credited row out or in counts -1 / +1 image for its owner and licence.
-            ANALYZE pg_temp.credit_touched;
-            CREATE TEMP TABLE credit_count_change ON COMMIT DROP AS
-            WITH touched AS (SELECT DISTINCT space_id, scheme_id, training_id FROM pg_temp.credit_touched),
-            gone AS (
-                DELETE FROM gmv.training_credit AS c USING touched AS t
-                WHERE c.space_id = t.space_id AND c.scheme_id = t.scheme_id AND c.training_id = t.training_id
+        IF full_recompute THEN
+            -- A space or scheme renamed (the names are kept here for report.training_value's index).
+            UPDATE gmv.training_credit AS c
+            SET space = sp.name, scheme = vs.name
+            FROM gmv.embedding_space AS sp, gmv.valuation_scheme AS vs
+            WHERE sp.space_id = c.space_id AND vs.scheme_id = c.scheme_id
+              AND (c.space, c.scheme) IS DISTINCT FROM (sp.name, vs.name);
+        END IF;
+        -- Per owner, licence, space and scheme: credited images gained (+1) or lost (-1).
+        CREATE TEMP TABLE credit_count_change (
+            space_id integer, scheme_id integer, owner_id bigint, license_id bigint, images integer
+        ) ON COMMIT DROP;
+        IF image_counts THEN
+            -- Images, spaces or schemes came or went: rows for those that have none (0), none for
+            -- those gone. First, so that the totals below find a row for every touched image.
+            WITH gone AS (
+                DELETE FROM gmv.training_credit AS c
+                WHERE NOT EXISTS (SELECT FROM gmv.training_image AS t WHERE t.training_id = c.training_id)
+                   OR NOT EXISTS (SELECT FROM gmv.embedding_space AS sp
+                                  WHERE sp.space_id = c.space_id AND sp.match_k IS NOT NULL)
+                   OR NOT EXISTS (SELECT FROM gmv.valuation_scheme AS vs WHERE vs.scheme_id = c.scheme_id)
                 RETURNING c.space_id, c.scheme_id, c.owner_id, c.license_id, c.n_matches
             )
-            SELECT space_id, scheme_id, owner_id, license_id, -1 AS images FROM gone WHERE n_matches > 0;
+            INSERT INTO pg_temp.credit_count_change
+            SELECT space_id, scheme_id, owner_id, license_id, -1 FROM gone WHERE n_matches > 0;
+            DROP TABLE IF EXISTS pg_temp.credit_missing;
+            CREATE TEMP TABLE credit_missing ON COMMIT DROP AS
+            SELECT sp.space_id, vs.scheme_id, t.training_id, t.owner_id, t.license_id, sp.name AS space, vs.name AS scheme
+            FROM gmv.embedding_space AS sp
+            CROSS JOIN gmv.valuation_scheme AS vs
+            CROSS JOIN gmv.training_image AS t
+            WHERE sp.match_k IS NOT NULL
+              AND NOT EXISTS (SELECT FROM gmv.training_credit AS c
+                              WHERE c.space_id = sp.space_id AND c.scheme_id = vs.scheme_id
+                                AND c.training_id = t.training_id);
+            INSERT INTO gmv.training_credit
+                (space_id, scheme_id, training_id, owner_id, license_id, value, n_matches, space, scheme)
+            SELECT space_id, scheme_id, training_id, owner_id, license_id, 0, 0, space, scheme FROM pg_temp.credit_missing;
+        END IF;
+        IF EXISTS (SELECT FROM pg_temp.credit_touched) THEN
+            -- Totals of the touched training images: the sum of their months, written where it
+            -- changed; an image credited before and not now (or the reverse) counts -1 (+1) for its
+            -- owner and licence.
+            ANALYZE pg_temp.credit_touched;
             WITH touched AS (SELECT DISTINCT space_id, scheme_id, training_id FROM pg_temp.credit_touched),
-            made AS (
-                INSERT INTO gmv.training_credit
-                    (space_id, scheme_id, training_id, owner_id, license_id, value, n_matches, space, scheme)
-                SELECT tt.space_id, tt.scheme_id, tt.training_id, t.owner_id, t.license_id,
-                       coalesce(sum(m.value), 0), coalesce(sum(m.n_matches), 0), sp.name, vs.name
+            summed AS (
+                SELECT tt.space_id, tt.scheme_id, tt.training_id,
+                       coalesce(sum(m.value), 0) AS value, coalesce(sum(m.n_matches), 0) AS n_matches
                 FROM touched AS tt
-                JOIN gmv.training_image AS t ON t.training_id = tt.training_id
-                JOIN gmv.embedding_space AS sp ON sp.space_id = tt.space_id AND sp.match_k IS NOT NULL
-                JOIN gmv.valuation_scheme AS vs ON vs.scheme_id = tt.scheme_id
                 LEFT JOIN gmv.training_credit_monthly AS m
                        ON m.space_id = tt.space_id AND m.scheme_id = tt.scheme_id AND m.training_id = tt.training_id
-                GROUP BY tt.space_id, tt.scheme_id, tt.training_id, t.owner_id, t.license_id, sp.name, vs.name
-                RETURNING space_id, scheme_id, owner_id, license_id, n_matches
+                GROUP BY tt.space_id, tt.scheme_id, tt.training_id
+            ),
+            changed AS (
+                UPDATE gmv.training_credit AS c
+                SET value = s.value, n_matches = s.n_matches, owner_id = t.owner_id, license_id = t.license_id
+                FROM summed AS s
+                JOIN gmv.training_image AS t ON t.training_id = s.training_id
+                WHERE c.space_id = s.space_id AND c.scheme_id = s.scheme_id AND c.training_id = s.training_id
+                  AND (c.value, c.n_matches, c.owner_id, c.license_id)
+                      IS DISTINCT FROM (s.value, s.n_matches, t.owner_id, t.license_id)
+                RETURNING c.space_id, c.scheme_id, old.owner_id AS old_owner, old.license_id AS old_license,
+                          old.n_matches AS old_n, new.owner_id AS new_owner, new.license_id AS new_license,
+                          new.n_matches AS new_n
             )
             INSERT INTO pg_temp.credit_count_change
-            SELECT space_id, scheme_id, owner_id, license_id, 1 FROM made WHERE n_matches > 0;
+            SELECT space_id, scheme_id, old_owner, old_license, -1 FROM changed WHERE old_n > 0
+            UNION ALL
+            SELECT space_id, scheme_id, new_owner, new_license, 1 FROM changed WHERE new_n > 0;
             GET DIAGNOSTICS credit_rows = ROW_COUNT;
+        END IF;
+        IF EXISTS (SELECT FROM pg_temp.credit_count_change) THEN
 
             -- Owner and licence totals of the groups touched: value from their months, images counted on.
             CREATE TEMP TABLE owner_credit_before ON COMMIT DROP AS
@@ -367,30 +416,6 @@ BEGIN
                   AND m.license_id = g.license_id
             ) AS v
             WHERE coalesce(b.n_images, 0) + g.images > 0;
-        END IF;
-        IF image_counts THEN
-            -- Images, spaces or schemes came or went: rows for those that have none (0), none for
-            -- those gone. (Credited rows of a deleted image went above: its matches went with it.)
-            DELETE FROM gmv.training_credit AS c
-            WHERE NOT EXISTS (SELECT FROM gmv.training_image AS t WHERE t.training_id = c.training_id)
-               OR NOT EXISTS (SELECT FROM gmv.embedding_space AS sp
-                              WHERE sp.space_id = c.space_id AND sp.match_k IS NOT NULL)
-               OR NOT EXISTS (SELECT FROM gmv.valuation_scheme AS vs WHERE vs.scheme_id = c.scheme_id);
-            DROP TABLE IF EXISTS pg_temp.credit_missing;
-            CREATE TEMP TABLE credit_missing ON COMMIT DROP AS
-            SELECT sp.space_id, vs.scheme_id, t.training_id, t.owner_id, t.license_id, sp.name AS space, vs.name AS scheme
-            FROM gmv.embedding_space AS sp
-            CROSS JOIN gmv.valuation_scheme AS vs
-            CROSS JOIN gmv.training_image AS t
-            WHERE sp.match_k IS NOT NULL
-              AND NOT EXISTS (SELECT FROM gmv.training_credit AS c
-                              WHERE c.space_id = sp.space_id AND c.scheme_id = vs.scheme_id
-                                AND c.training_id = t.training_id);
-            INSERT INTO gmv.training_credit
-                (space_id, scheme_id, training_id, owner_id, license_id, value, n_matches, space, scheme)
-            SELECT space_id, scheme_id, training_id, owner_id, license_id, 0, 0, space, scheme FROM pg_temp.credit_missing;
-            GET DIAGNOSTICS touched = ROW_COUNT;
-            credit_rows := credit_rows + touched;
         END IF;
     END IF;
 
