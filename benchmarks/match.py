@@ -9,16 +9,15 @@ side. gmv is run with each index of --gmv-index
 (HNSW / IVFFlat, on the stored vectors or on halfvec) at every --ef-search / --probes, and once more
 as a user runs it: `gmv match --target-recall R` (calibration included in the time). Each run's own
 recall check (--recall-sample, 100 as shipped) is timed apart too ("w/o check/s"), and --variants
-sweeps gmv again with asynchronous commit or other batch sizes, side by side. Then it times
-REFRESH MATERIALIZED VIEW CONCURRENTLY of the credit views over ~1M match rows against the plain
-aggregate query.
+sweeps gmv again with asynchronous commit or other batch sizes, side by side. The valuation refresh
+is timed by benchmarks/report.py.
 
     python benchmarks/match.py                       # 200k and 1M, k=10, M=16, ef_construction=64, ef_search 64..400
     python benchmarks/match.py --sizes 200000 --json out.json
-    python benchmarks/match.py --sizes 20000 --generated 200 --refresh-rows 50000   # a quick smoke run
-    python benchmarks/match.py --dataset fashion-mnist --refresh-rows 0   # apt-get install -y dataset-fashion-mnist
-    python benchmarks/match.py --dataset fashion-mnist --space efficientnet --refresh-rows 0
-    python benchmarks/match.py --dataset fashion-mnist --refresh-rows 0 --variants default,sync-off,batch-50
+    python benchmarks/match.py --sizes 20000 --generated 200   # a quick smoke run
+    python benchmarks/match.py --dataset fashion-mnist   # apt-get install -y dataset-fashion-mnist
+    python benchmarks/match.py --dataset fashion-mnist --space efficientnet
+    python benchmarks/match.py --dataset fashion-mnist --variants default,sync-off,batch-50
 
 Libraries and PostgreSQL run one after the other (never concurrently) with --threads threads each;
 FAISS, hnswlib and numpy run in their own subprocess so their peak memory (ru_maxrss) is their own.
@@ -599,66 +598,6 @@ def run_sql(
     return out, url
 
 
-def refresh_benchmark(url: str, n_train: int, n_rows: int, k: int) -> dict:
-    """~n_rows synthetic match rows; plain aggregate vs REFRESH (CONCURRENTLY) of gmv.training_credit."""
-    from gmv_sql.db.connect import connect
-
-    n_gen = n_rows // k
-    out: dict = {"match_rows": n_gen * k, "training": n_train, "schemes": 0}
-    with connect(url, autocommit=True) as conn:
-        space_id = conn.execute("SELECT space_id FROM gmv.embedding_space").fetchone()[0]
-        run = conn.execute("SELECT run_id FROM gmv.generation_run").fetchone()[0]
-        conn.execute("DELETE FROM gmv.match")
-        conn.execute(
-            "INSERT INTO gmv.generated_image (sha256, uri, run_id, quality, created_at) "
-            "SELECT 'e' || lpad(to_hex(g), 63, '0'), 'bench://r/' || g, %s, 0.5 + random(), "
-            "       timestamptz '2026-01-01' + (g %% 6) * interval '1 month' "
-            "FROM generate_series(1, %s) AS g",
-            (run, n_gen),
-        )
-        conn.execute(
-            "INSERT INTO gmv.match (space_id, generated_id, rank, training_id, distance, k) "
-            "SELECT %(space)s, g.generated_id, r, ((g.generated_id * 7919 + r * 104729) %% %(n)s) + 1, "
-            "       0.1 * r + random() * 0.05, %(k)s "
-            "FROM gmv.generated_image AS g CROSS JOIN generate_series(1, %(k)s) AS r "
-            "WHERE g.uri LIKE 'bench://r/%%'",
-            {"space": space_id, "n": n_train, "k": k},
-        )
-        conn.execute("UPDATE gmv.embedding_space SET match_k = %s", (k,))
-        conn.execute("VACUUM ANALYZE")
-        out["match_rows"] = conn.execute("SELECT count(*) FROM gmv.match").fetchone()[0]
-        out["schemes"] = conn.execute("SELECT count(*) FROM gmv.valuation_scheme").fetchone()[0]
-        conn.execute("SET jit = off")
-
-        def timed(statement: str) -> float:
-            t0 = time.perf_counter()
-            conn.execute(statement)
-            return time.perf_counter() - t0
-
-        out["plain_aggregate_s"] = timed(
-            "SELECT count(*) FROM (SELECT space_id, scheme_id, training_id, sum(quality * weight), count(*) "
-            "FROM gmv.match_weight GROUP BY 1, 2, 3) AS a"
-        )
-        out["refresh_plain_s"] = timed("REFRESH MATERIALIZED VIEW gmv.training_credit")
-        out["refresh_concurrently_s"] = timed("REFRESH MATERIALIZED VIEW CONCURRENTLY gmv.training_credit")
-        # 1% of generated images re-matched: CONCURRENTLY recomputes everything, then writes only the diff.
-        conn.execute("UPDATE gmv.match SET distance = distance * 1.01 WHERE generated_id % 100 = 0")
-        out["refresh_concurrently_after_1pct_change_s"] = timed(
-            "REFRESH MATERIALIZED VIEW CONCURRENTLY gmv.training_credit"
-        )
-        out["refresh_monthly_concurrently_s"] = timed(
-            "REFRESH MATERIALIZED VIEW CONCURRENTLY gmv.training_credit_monthly"
-        )
-        # What `gmv value refresh` does: both views CONCURRENTLY in one transaction.
-        from gmv_sql.value.refresh import refresh
-
-        t0 = time.perf_counter()
-        refresh(conn)
-        out["gmv_value_refresh_both_views_s"] = time.perf_counter() - t0
-        out["credit_rows"] = conn.execute("SELECT count(*) FROM gmv.training_credit").fetchone()[0]
-    return out
-
-
 # --------------------------------------------------------------------------- main
 
 
@@ -793,9 +732,9 @@ def main() -> None:
     p.add_argument(
         "--memory", action="store_true", help="also sample PostgreSQL's peak memory (one more run)"
     )
-    p.add_argument(
-        "--refresh-rows", type=int, default=1_000_000, help="match rows for the refresh timing (0: skip)"
-    )
+    # Kept so the commands recorded in docs/BENCHMARKS.md still run: the refresh timing moved to
+    # benchmarks/report.py when the credit views became tables (migration 0011).
+    p.add_argument("--refresh-rows", type=int, default=0, help=argparse.SUPPRESS)
     p.add_argument(
         "--shared-buffers",
         default="4GB",
@@ -808,11 +747,6 @@ def main() -> None:
         "--workdir", type=Path, default=None, help="vectors and the embedded server (default: a temp dir)"
     )
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument(
-        "--refresh-only",
-        action="store_true",
-        help="only the credit-view timing, over the first of --sizes training images",
-    )
     p.add_argument("--json", type=Path, help="also write the results here")
     p.add_argument("--batch", type=int, default=None, help="gmv match --batch-size [default: gmv's own, 200]")
     p.add_argument(
@@ -845,11 +779,11 @@ def main() -> None:
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="gmv_bench_"))
     workdir.mkdir(parents=True, exist_ok=True)
     methods = args.methods.split(",")
-    admin_url, pid = server(args, workdir) if "sql" in methods or args.refresh_rows else (None, None)
+    if args.refresh_rows:
+        print("note: --refresh-rows is ignored; time the refresh with benchmarks/report.py", file=sys.stderr)
+    admin_url, pid = server(args, workdir) if "sql" in methods else (None, None)
     rows: list[dict] = []
-    refresh: dict | None = None
-    last_url = None
-    for n in [] if args.refresh_only else [int(s) for s in args.sizes.split(",")]:
+    for n in [int(s) for s in args.sizes.split(",")]:
         if args.dataset == "fashion-mnist" and args.space == "efficientnet":
             train_path, gen_path = make_fashion_embedded(workdir, n, args.generated)
             args.dim = int(np.load(train_path, mmap_mode="r").shape[1])
@@ -875,7 +809,7 @@ def main() -> None:
         if "numpy" in methods:
             record({**exact, "method": "numpy exact (BLAS)"}, truth)
         if "sql" in methods:
-            per_ef, last_url = run_sql(admin_url, pid, train_path, gen_path, args)
+            per_ef, _ = run_sql(admin_url, pid, train_path, gen_path, args)
             for result, idx in per_ef:
                 record(result, idx)
         for lib in ("faiss", "faiss-ivf", "hnswlib"):
@@ -887,42 +821,17 @@ def main() -> None:
                         "hnswlib": "hnswlib",
                     }[lib]
                     record(result, idx)
-    if args.refresh_only:
-        # Credit views only: image rows and an (empty) space are all the synthetic matches need.
-        from gmv_sql import spaces
-        from gmv_sql.db.connect import connect
-
-        n_last = int(args.sizes.split(",")[0])
-        last_url = fresh_database(admin_url, f"bench_refresh_{n_last}")
-        with connect(last_url, autocommit=True) as conn:
-            load_images(conn, n_last, 0)
-            spaces.get_or_create_space(conn, "bench", model="bench", dim=args.dim)
-        rows = [{"n_train": n_last}]
-    if args.refresh_rows and last_url:
-        n_last = rows[-1]["n_train"]
-        print(f"# refresh over {args.refresh_rows:,} match rows", file=sys.stderr, flush=True)
-        refresh = refresh_benchmark(last_url, n_last, args.refresh_rows, args.k)
     print(
         f"\nk={args.k}, M={args.m}, ef_construction={args.ef_construction}, ef_search={args.ef_search}, "
         f"{args.threads} threads/connections, {args.generated:,} generated, dim {args.dim}, "
         f"dataset {args.dataset}{' (' + args.space + ')' if args.dataset == 'fashion-mnist' else ''}, load average {load_start:.1f} at the start, {os.getloadavg()[0]:.1f} at the end, on {os.cpu_count()} CPUs"
     )
-    if not args.refresh_only:
-        print_table(rows)
-        print_targets(rows, args.target_recall)
-    if refresh:
-        print(
-            "\ncredit views over",
-            f"{refresh['match_rows']:,} match rows x {refresh['schemes']} schemes "
-            f"-> {refresh['credit_rows']:,} credit rows:",
-        )
-        for key, seconds in refresh.items():
-            if key.endswith("_s"):
-                print(f"  {key:52s} {seconds:8.2f}")
+    print_table(rows)
+    print_targets(rows, args.target_recall)
     if args.json:
         args.json.write_text(
             json.dumps(
-                {"args": {k: str(v) for k, v in vars(args).items()}, "rows": rows, "refresh": refresh},
+                {"args": {k: str(v) for k, v in vars(args).items()}, "rows": rows},
                 indent=2,
             )
         )
