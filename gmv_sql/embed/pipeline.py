@@ -13,12 +13,14 @@ HNSW index and builds it once at the end (much faster than inserting into the gr
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import hashlib
 import queue
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -340,25 +342,44 @@ def _embed_missing(
         # batch, and no float work in the workers); the runtime's threads normalise them.
         pixels = runner.device == "cpu" and embedder.crop is not None and embedder.normalise is not None
         dataset = ImageDataset(items, embedder.crop if pixels else embedder.transform, draft_size=draft)
+
+        def forward(batch) -> np.ndarray:
+            return runner.pixels(batch, embedder.normalise) if pixels else runner(batch)
+
+        # Graph runtimes get the next batch while they finish this one: their streams never wait for
+        # the main loop (collecting a batch, queueing vectors) nor for the last chunk of a batch.
+        in_flight = 2 if isinstance(runner.run, runtimes.Streams) else 1
         loader = iter(make_loader(dataset, batch_size, workers, device))
         pending: dict[str, tuple[list[int], list[np.ndarray]]] = {"training": ([], []), "generated": ([], [])}
         stages = StageClock()
         writer = CopyWriter(conn, space, result)
         try:
-            with Progress("embedding", len(items), unit="images", enabled=progress) as bar:
+            with (
+                Progress("embedding", len(items), unit="images", enabled=progress) as bar,
+                ThreadPoolExecutor(in_flight, thread_name_prefix="gmv-embed-forward") as forwards,
+            ):
+                waiting: collections.deque = collections.deque()  # (forward future or None, positions, bad)
+                exhausted = False
                 while True:
-                    with stages.timing("decode"):
-                        step = next(loader, None)
-                    if step is None:
+                    while not exhausted and len(waiting) < in_flight:
+                        with stages.timing("decode"):
+                            step = next(loader, None)
+                        if step is None:
+                            exhausted = True
+                        else:
+                            positions, batch, bad = step
+                            future = None if batch is None else forwards.submit(forward, batch)
+                            waiting.append((future, positions, bad))
+                    if not waiting:
                         break
-                    positions, batch, bad = step
+                    future, positions, bad = waiting.popleft()
                     for position, reason in bad:
                         line = f"{items[position][2]}: {reason}"
                         result.bad.append(line)
                         report(line)
-                    if batch is not None:
+                    if future is not None:
                         with stages.timing("inference"):
-                            vectors = runner.pixels(batch, embedder.normalise) if pixels else runner(batch)
+                            vectors = future.result()
                             if space.distance == "cosine" and not embedder.l2_normalised:
                                 vectors = l2_normalise(vectors)
                         for kind in ("training", "generated"):

@@ -439,7 +439,19 @@ def _graph_run(
         calls = _onnxruntime_calls(graph, threads, streams)
     else:
         calls = _openvino_calls(graph, precision, threads, streams)
+    warm_up(calls, input_size)
     return Streams(calls, graph_chunk(input_size))
+
+
+def warm_up(calls: list[Callable[[np.ndarray], np.ndarray]], input_size: int) -> None:
+    """One image through each call, one call after the other, before any run in parallel.
+
+    OpenVINO's Python binding sets up its numpy support on the first call; two threads making their
+    first call at once deadlocked there (seen in gmv embed, with a cached graph: no gate ran first).
+    """
+    x = np.zeros((1, 3, int(input_size), int(input_size)), dtype=np.float32)
+    for call in calls:
+        call(x)
 
 
 def graph_runner(

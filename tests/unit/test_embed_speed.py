@@ -128,3 +128,46 @@ def test_a_torch_runner_takes_pixels_too():
     with torch.inference_mode():
         expected = embedder.forward(torch.from_numpy(embedder.normalise(crops))).numpy()
     np.testing.assert_array_equal(runner.pixels(crops, embedder.normalise), expected)
+
+
+@pytest.mark.parametrize("runtime", ["onnxruntime", "openvino"])
+def test_every_call_is_warmed_up_alone_before_the_streams_run(monkeypatch, tmp_path, runtime):
+    """OpenVINO deadlocked when two threads made their first call at once (its numpy set-up); each
+    call now runs one image, one after the other, before the streams start."""
+    calls = [Recorder(), Recorder()]
+    monkeypatch.setattr(runtimes, f"_{runtime}_calls", lambda *args: calls)
+    monkeypatch.setattr(runtimes, "_torch_threads", lambda: 2)
+    streams = runtimes._graph_run(runtime, tmp_path / "graph.onnx", "fp32", 224)
+    assert [c.sizes for c in calls] == [[1], [1]]  # Recorder fails if two threads share a call
+    streams(np.zeros((8, 3, 224, 224), dtype=np.float32))
+    assert sorted(calls[0].sizes[1:] + calls[1].sizes[1:]) == [4, 4]
+
+
+def test_a_cached_openvino_graph_runs_in_parallel_from_a_fresh_process(home):
+    """The deadlock showed with a cached graph in a new process (no gate ran before the streams)."""
+    pytest.importorskip("openvino")
+    import os
+    import subprocess
+    import sys
+
+    embedder = build_embedder("efficientnet-lite0", random_init=True, image_size=160)
+    runtimes.prepare(embedder, "openvino", "fp32", "cpu")  # builds and caches the graph
+    script = (
+        "import numpy as np, torch\n"
+        "from gmv_sql.embed import runtimes\n"
+        "from gmv_sql.embed.models import build_embedder\n"
+        "e = build_embedder('efficientnet-lite0', random_init=True, image_size=160)\n"
+        "r = runtimes.prepare(e, 'openvino', 'fp32', 'cpu')\n"
+        "assert not r.built\n"
+        "print(r(np.zeros((16, 3, 160, 160), np.float32)).shape)\n"
+    )
+    for _ in range(3):
+        done = subprocess.run(
+            [sys.executable, "-c", script],
+            env={**os.environ, "GMV_HOME": str(home)},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert "(16, 1280)" in done.stdout
