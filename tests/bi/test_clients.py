@@ -75,7 +75,7 @@ def test_pandas_read_sql_gets_the_owner_values(served):
         expected = dict(
             admin.execute(
                 "SELECT o.name, sum(c.value) FROM gmv.training_credit c JOIN gmv.training_image t USING (training_id) "
-                "JOIN gmv.owner o USING (owner_id) JOIN gmv.valuation_scheme s USING (scheme_id) "
+                "JOIN gmv.owner o ON o.owner_id = t.owner_id JOIN gmv.valuation_scheme s USING (scheme_id) "
                 "WHERE s.name = 'rank_linear' GROUP BY o.name"
             ).fetchall()
         )
