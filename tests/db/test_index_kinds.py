@@ -192,7 +192,9 @@ def test_build_refuses_while_the_space_is_being_matched(conn, db_url):
 
     world = seed(conn, n_training=50, n_generated=2, dim=8)
     with connect(db_url) as other, locks.space_lock(other, locks.MATCH, world["space"]):
-        with pytest.raises(ConflictError, match="another gmv match or gmv index build is running for space 'test'"):
+        with pytest.raises(
+            ConflictError, match="another gmv match or gmv index build is running for space 'test'"
+        ):
             builder.build(conn, world["space"], kind="ivfflat")
     assert spaces.get_space(conn, "test").index_kind == "hnsw" and store.index_exists(conn, world["space"])
     assert builder.build(conn, world["space"], kind="ivfflat").space.index_kind == "ivfflat"

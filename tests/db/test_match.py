@@ -299,7 +299,9 @@ def test_one_match_per_space_at_a_time(conn, db_url):
     conn.execute(
         "SELECT pg_advisory_lock(%s, %s)", (locks.MATCH, space.space_id)
     )  # as a running match holds it
-    with pytest.raises(ConflictError, match="another gmv match or gmv index build is running for space 'test'"):
+    with pytest.raises(
+        ConflictError, match="another gmv match or gmv index build is running for space 'test'"
+    ):
         matcher.match_space(partial(connect, db_url), space, k=2)
     conn.execute("SELECT pg_advisory_unlock(%s, %s)", (locks.MATCH, space.space_id))
     assert matcher.match_space(partial(connect, db_url), space, k=2).matched == 3
