@@ -135,19 +135,6 @@ def sample_ids(conn: psycopg.Connection, space: spaces.EmbeddingSpace, n: int, s
     ]
 
 
-def exact_answers(
-    conn: psycopg.Connection,
-    plan: MatchPlan,
-    ids: Sequence[int],
-    *,
-    connect: Callable[[], psycopg.Connection] | None = None,
-    workers: int = 1,
-) -> dict[int, list[tuple[int, float]]]:
-    """Exact top-k of ids: the calibration's main cost, one pass over the training vectors per chunk
-    of images (gmv_sql.match.exact), split over workers connections when connect is given."""
-    return exact.exact_knn(conn, plan, ids, connect=connect, workers=workers)
-
-
 def _with(plan: MatchPlan, setting: str, value: int) -> MatchPlan:
     return replace(plan, exact=False, **{setting: value})
 
@@ -193,7 +180,7 @@ def calibrate(
     ids = sample_ids(conn, plan.space, sample, salt)
     if not ids:
         return Tuning(setting, default, None, target, 0, True, note="not calibrated: no generated vectors")
-    truth = exact_answers(conn, replace(plan, exact=True), ids, connect=connect, workers=workers)
+    truth = exact.exact_knn(conn, replace(plan, exact=True), ids, connect=connect, workers=workers)
     tried: list[tuple[int, float, float]] = []
     first_reaching = None
     for value in values:
