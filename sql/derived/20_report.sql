@@ -37,21 +37,30 @@ COMMENT ON VIEW report.training_value IS
 
 -- Owner and licence totals come from gmv.owner_credit (per space, scheme, owner and licence, kept by
 -- gmv.refresh_credit()) and the image counts from gmv.training_image_count: a few rows per owner, not
--- one per image.
+-- one per image. report.owner_value and report.license_value group this one view.
+CREATE VIEW gmv.owner_license_value AS
+SELECT sp.space_id, sp.name AS space, vs.scheme_id, vs.name AS scheme, n.owner_id, n.license_id,
+       coalesce(oc.value, 0) AS value,
+       coalesce(oc.n_images, 0) AS n_images,
+       n.n_training_images
+FROM gmv.embedding_space AS sp
+CROSS JOIN gmv.valuation_scheme AS vs
+CROSS JOIN gmv.training_image_count AS n
+LEFT JOIN gmv.owner_credit AS oc
+       ON oc.space_id = sp.space_id AND oc.scheme_id = vs.scheme_id AND oc.owner_id = n.owner_id
+      AND oc.license_id = n.license_id
+WHERE sp.match_k IS NOT NULL;
+COMMENT ON VIEW gmv.owner_license_value IS
+    'Credit, matched images and all images per matched space, scheme, owner and licence (0 where nothing matched): what report.owner_value and report.license_value group.';
+
 CREATE VIEW report.owner_value AS
 WITH credit AS (
-    SELECT sp.space_id, sp.name AS space, vs.scheme_id, vs.name AS scheme, n.owner_id,
-           coalesce(sum(oc.value), 0) AS value,
-           coalesce(sum(oc.n_images), 0)::bigint AS n_images,
-           sum(n.n_training_images)::bigint AS n_training_images
-    FROM gmv.embedding_space AS sp
-    CROSS JOIN gmv.valuation_scheme AS vs
-    CROSS JOIN gmv.training_image_count AS n
-    LEFT JOIN gmv.owner_credit AS oc
-           ON oc.space_id = sp.space_id AND oc.scheme_id = vs.scheme_id AND oc.owner_id = n.owner_id
-          AND oc.license_id = n.license_id
-    WHERE sp.match_k IS NOT NULL
-    GROUP BY sp.space_id, sp.name, vs.scheme_id, vs.name, n.owner_id
+    SELECT space_id, space, scheme_id, scheme, owner_id,
+           sum(value) AS value,
+           sum(n_images)::bigint AS n_images,
+           sum(n_training_images)::bigint AS n_training_images
+    FROM gmv.owner_license_value
+    GROUP BY space_id, space, scheme_id, scheme, owner_id
 )
 SELECT c.space,
        c.scheme,
@@ -68,18 +77,12 @@ COMMENT ON VIEW report.owner_value IS
 
 CREATE VIEW report.license_value AS
 WITH credit AS (
-    SELECT sp.space_id, sp.name AS space, vs.scheme_id, vs.name AS scheme, n.license_id,
-           coalesce(sum(oc.value), 0) AS value,
-           coalesce(sum(oc.n_images), 0)::bigint AS n_images,
-           sum(n.n_training_images)::bigint AS n_training_images
-    FROM gmv.embedding_space AS sp
-    CROSS JOIN gmv.valuation_scheme AS vs
-    CROSS JOIN gmv.training_image_count AS n
-    LEFT JOIN gmv.owner_credit AS oc
-           ON oc.space_id = sp.space_id AND oc.scheme_id = vs.scheme_id AND oc.owner_id = n.owner_id
-          AND oc.license_id = n.license_id
-    WHERE sp.match_k IS NOT NULL
-    GROUP BY sp.space_id, sp.name, vs.scheme_id, vs.name, n.license_id
+    SELECT space_id, space, scheme_id, scheme, license_id,
+           sum(value) AS value,
+           sum(n_images)::bigint AS n_images,
+           sum(n_training_images)::bigint AS n_training_images
+    FROM gmv.owner_license_value
+    GROUP BY space_id, space, scheme_id, scheme, license_id
 )
 SELECT c.space,
        c.scheme,
