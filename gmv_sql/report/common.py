@@ -55,15 +55,6 @@ def refresh_or_note(conn: psycopg.Connection, target: Target) -> str | None:
     return stale_credit_note(conn, target)
 
 
-def credit_is_stale(conn: psycopg.Connection, target: Target) -> bool:
-    """True when gmv.match changed since the credit views were last refreshed."""
-    return bool(
-        conn.execute(
-            query("report", "credit_is_stale"), {"space_id": target.space_id, "scheme_id": target.scheme_id}
-        ).fetchone()[0]
-    )
-
-
 def credit_lag(conn: psycopg.Connection, target: Target) -> tuple[int, int]:
     """(match rows of the space now, match rows the credit views counted at their last refresh)."""
     row = conn.execute(

@@ -14,14 +14,6 @@ WHERE scheme_id = coalesce(
 -- name: scheme_names
 SELECT name FROM gmv.valuation_scheme ORDER BY scheme_id
 
--- name: credit_is_stale
--- The credit views count every match row once per scheme: a different count means gmv.match changed
--- since the last refresh.
-SELECT (SELECT count(*) FROM gmv.match WHERE space_id = %(space_id)s)
-       IS DISTINCT FROM
-       (SELECT coalesce(sum(n_matches), 0) FROM gmv.training_credit
-        WHERE space_id = %(space_id)s AND scheme_id = %(scheme_id)s)
-
 -- name: credit_lag
 -- Match rows of the space now, and match rows the credit views counted at their last refresh.
 SELECT (SELECT count(*) FROM gmv.match WHERE space_id = %(space_id)s) AS matches,
